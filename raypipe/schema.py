@@ -1,0 +1,279 @@
+"""The canonical sample: one function-calling or instruction-following conversation.
+
+In Python a sample is a `Sample` dataclass with plain values (arguments are dicts of any
+JSON value). On disk and inside Ray Data it is a flat row of the Arrow schema `SAMPLE_SCHEMA`.
+Values whose type varies from row to row (function specs, tool-call arguments, meta) are
+stored as canonical JSON strings: Arrow/Parquet have no union type that round-trips, and JSON
+keeps nested mixed-type values (``[1, "a", {"b": 2.5}]``) exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 1
+
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, unicode kept as is."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "arguments": self.arguments}
+        if self.id is not None:
+            out["id"] = self.id
+        return out
+
+
+@dataclass
+class Message:
+    role: str
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: str | None = None
+    name: str | None = None  # tool messages: the function whose result this is
+    tool_call_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        for key in ("reasoning", "name", "tool_call_id"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Message":
+        calls = [
+            ToolCall(name=c["name"], arguments=dict(c.get("arguments") or {}), id=c.get("id"))
+            for c in (d.get("tool_calls") or [])
+        ]
+        return cls(
+            role=d["role"],
+            content=d.get("content"),
+            tool_calls=calls,
+            reasoning=d.get("reasoning"),
+            name=d.get("name"),
+            tool_call_id=d.get("tool_call_id"),
+        )
+
+
+@dataclass
+class Lineage:
+    """One step of a sample's history: `stage` made this sample from `parent_id`."""
+
+    stage: str
+    parent_id: str | None = None
+
+
+@dataclass
+class Sample:
+    functions: list[dict[str, Any]]
+    messages: list[Message]
+    source: str = ""
+    lang: str = "en"
+    meta: dict[str, Any] = field(default_factory=dict)
+    lineage: list[Lineage] = field(default_factory=list)
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = content_id(self.functions, self.messages)
+
+    # -- conversions -------------------------------------------------------------------
+    def content_dict(self) -> dict[str, Any]:
+        return {
+            "functions": self.functions,
+            "messages": [m.to_dict() for m in self.messages],
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (the JSONL form)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "lang": self.lang,
+            **self.content_dict(),
+            "meta": self.meta,
+            "lineage": [{"stage": x.stage, "parent_id": x.parent_id} for x in self.lineage],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Sample":
+        return cls(
+            id=d.get("id") or "",
+            source=d.get("source") or "",
+            lang=d.get("lang") or "en",
+            functions=list(d.get("functions") or []),
+            messages=[Message.from_dict(m) for m in d.get("messages") or []],
+            meta=dict(d.get("meta") or {}),
+            lineage=[Lineage(x["stage"], x.get("parent_id")) for x in d.get("lineage") or []],
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        """The flat Arrow row (see `SAMPLE_SCHEMA`)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "lang": self.lang,
+            "functions": [canonical_json(f) for f in self.functions],
+            "messages": [
+                {
+                    "role": m.role,
+                    "content": m.content,
+                    "reasoning": m.reasoning,
+                    "name": m.name,
+                    "tool_call_id": m.tool_call_id,
+                    "tool_calls": [
+                        {"id": c.id, "name": c.name, "arguments": canonical_json(c.arguments)}
+                        for c in m.tool_calls
+                    ],
+                }
+                for m in self.messages
+            ],
+            "meta": canonical_json(self.meta),
+            "lineage": [{"stage": x.stage, "parent_id": x.parent_id} for x in self.lineage],
+            "schema_version": SCHEMA_VERSION,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Sample":
+        """Inverse of `to_row`; accepts rows as Ray Data / pyarrow hand them out."""
+        messages = []
+        for m in _as_list(row.get("messages")):
+            calls = [
+                ToolCall(name=c["name"], arguments=json.loads(c["arguments"]), id=c.get("id"))
+                for c in _as_list(m.get("tool_calls"))
+            ]
+            messages.append(
+                Message(
+                    role=m["role"],
+                    content=m.get("content"),
+                    tool_calls=calls,
+                    reasoning=m.get("reasoning"),
+                    name=m.get("name"),
+                    tool_call_id=m.get("tool_call_id"),
+                )
+            )
+        return cls(
+            id=row["id"],
+            source=row.get("source") or "",
+            lang=row.get("lang") or "en",
+            functions=[json.loads(f) for f in _as_list(row.get("functions"))],
+            messages=messages,
+            meta=json.loads(row.get("meta") or "{}"),
+            lineage=[Lineage(x["stage"], x.get("parent_id")) for x in _as_list(row.get("lineage"))],
+        )
+
+    # -- conveniences -----------------------------------------------------------------
+    def tool_calls(self) -> list[ToolCall]:
+        return [c for m in self.messages if m.role == "assistant" for c in m.tool_calls]
+
+    def function_names(self) -> list[str]:
+        return [f.get("name", "") for f in self.functions]
+
+    def derive(self, stage: str, **changes: Any) -> "Sample":
+        """A new sample made from this one by `stage`: fresh content id, lineage extended."""
+        data = {
+            "functions": self.functions,
+            "messages": self.messages,
+            "source": self.source,
+            "lang": self.lang,
+            "meta": dict(self.meta),
+            **changes,
+        }
+        return Sample(
+            lineage=[*self.lineage, Lineage(stage=stage, parent_id=self.id)],
+            **data,
+        )
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if hasattr(value, "tolist"):  # numpy arrays from Ray Data's pandas/numpy batches
+        return list(value.tolist())
+    return list(value)
+
+
+def content_id(functions: Iterable[dict[str, Any]], messages: Iterable[Message]) -> str:
+    """Stable id from the content alone (not source or meta), so dedup across runs agrees."""
+    payload = canonical_json(
+        {"functions": list(functions), "messages": [m.to_dict() for m in messages]}
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+def arrow_schema():
+    """The Arrow schema of a sample row. Built lazily so `import raypipe` stays light."""
+    import pyarrow as pa
+
+    tool_call = pa.struct(
+        [("id", pa.string()), ("name", pa.string()), ("arguments", pa.string())]
+    )
+    message = pa.struct(
+        [
+            ("role", pa.string()),
+            ("content", pa.string()),
+            ("reasoning", pa.string()),
+            ("name", pa.string()),
+            ("tool_call_id", pa.string()),
+            ("tool_calls", pa.list_(tool_call)),
+        ]
+    )
+    lineage = pa.struct([("stage", pa.string()), ("parent_id", pa.string())])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("source", pa.string()),
+            ("lang", pa.string()),
+            ("functions", pa.list_(pa.string())),
+            ("messages", pa.list_(message)),
+            ("meta", pa.string()),
+            ("lineage", pa.list_(lineage)),
+            ("schema_version", pa.int32()),
+        ],
+        metadata={b"raypipe.schema_version": str(SCHEMA_VERSION).encode()},
+    )
+
+
+def samples_to_table(samples: Iterable[Sample]):
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([s.to_row() for s in samples], schema=arrow_schema())
+
+
+def table_to_samples(table) -> list[Sample]:
+    return [Sample.from_row(r) for r in table.to_pylist()]
+
+
+def dpo_pair_schema():
+    """Arrow schema of a multi-turn DPO pair (MAGNET): the same conversation prefix, a positive
+    (`chosen`) and a negative (`rejected`) trajectory, which turn was corrupted and how."""
+    import pyarrow as pa
+
+    sample = pa.struct(list(arrow_schema()))
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("chosen", sample),
+            ("rejected", sample),
+            ("turn", pa.int32()),  # index into messages of the first differing assistant turn
+            ("corruption", pa.string()),  # e.g. "guess_missing_argument", "unrelated_function"
+            ("source", pa.string()),
+            ("meta", pa.string()),
+        ]
+    )

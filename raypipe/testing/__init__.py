@@ -1,0 +1,1 @@
+"""Test helpers that ship with raypipe: a local OpenAI-compatible server and tiny models."""

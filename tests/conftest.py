@@ -1,0 +1,36 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+BFCL_DATA = SHARED / "benchmarks" / "bfcl-zhtw" / "data"
+
+# DeepSpeed must not look for CUDA on CPU machines; set before anything imports it.
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@pytest.fixture
+def bfcl_data() -> Path:
+    if not BFCL_DATA.exists():
+        pytest.skip(f"BFCL zh-TW benchmark data not found at {BFCL_DATA} (shared/ is absent)")
+    return BFCL_DATA
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One small in-process Ray for the whole session (2 cores, small object store)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=300 * 1024 * 1024,
+            log_to_driver=False,
+        )
+    yield ray
