@@ -1,0 +1,1 @@
+"""Synthesis stages: reasoning, translation, non-function-call data, mixing, multi-turn dialogs."""
