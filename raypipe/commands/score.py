@@ -1,0 +1,83 @@
+"""`raypipe score bfcl`: score BFCL result files (from raypipe or any other tool)."""
+
+from __future__ import annotations
+
+from raypipe.registry import Command
+
+DECODER_CHOICES = ("decision-token", "pythonic", "openai")
+CATEGORY_LABELS = {
+    "simple": "Simple (AST)",
+    "multiple_function": "Multiple (AST)",
+    "parallel_function": "Parallel (AST)",
+    "parallel_multiple_function": "Parallel Multiple (AST)",
+    "relevance": "Relevance",
+}
+
+
+def _add(p) -> None:
+    p.add_argument("--data", required=True, help="directory holding en/, zhtw/ and possible_answer/ "
+                   "(or BFCL_v3_*/BFCL_v4_* files)")
+    p.add_argument("--lang", required=True, choices=("en", "zhtw"), help="question language")
+    p.add_argument("--results", required=True,
+                   help="directory of gorilla_openfunctions_v1_test_<category>_result.json files")
+    p.add_argument("--decoder", required=True, choices=DECODER_CHOICES, help="how to read the model output")
+    p.add_argument("--underscore-to-dot", action="store_true",
+                   help="function names were sent with '.' replaced by '_' (OpenAI-style APIs)")
+    p.add_argument("--out", required=True, help="REPORT.json to write")
+
+
+def _run(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from raypipe.eval.scoring import score_result_files
+
+    started = time.perf_counter()
+    report = score_result_files(args.data, args.lang, args.results, args.decoder, args.underscore_to_dot)
+    elapsed = time.perf_counter() - started
+    out = Path(args.out)
+    if out.parent != Path(""):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(format_summary(report))
+    total = sum(c["total"] for c in report["categories"].values())
+    print(f"scored {total} items in {elapsed:.2f} s (checking alone {report['scoring_seconds']:.2f} s); "
+          f"report: {out}")
+    return 0
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _ci(interval) -> str:
+    return "" if not interval else f"[{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+
+
+def format_summary(report: dict) -> str:
+    """A small table: each category, then AST Summary and Relevance Detection (percent, 95% CI)."""
+    rows = [("category", "accuracy %", "95% CI", "correct/total")]
+    for category, entry in report["categories"].items():
+        rows.append((CATEGORY_LABELS[category], _pct(entry["accuracy"]), _ci(entry["ci95"]),
+                     f"{entry['correct']}/{entry['total']}"))
+    rows.append(("AST Summary", _pct(report["ast_summary"]), _ci(report["ast_summary_ci95"]), ""))
+    rows.append(("Relevance Detection", _pct(report["relevance_detection"]),
+                 _ci(report["relevance_detection_ci95"]), ""))
+    rows.append(("Relevance (strict)", _pct(report["relevance_detection_strict"]),
+                 _ci(report["relevance_detection_strict_ci95"]), ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if report.get("ast_summary_missing"):
+        lines.append(f"(AST Summary needs all four AST categories; missing: {', '.join(report['ast_summary_missing'])})")
+    return "\n".join(lines)
+
+
+COMMANDS = [
+    Command(
+        path=("score", "bfcl"),
+        help="score BFCL result files: per-category accuracy, AST Summary, Relevance Detection",
+        add_arguments=_add,
+        run=_run,
+    )
+]

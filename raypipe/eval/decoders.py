@@ -1,0 +1,164 @@
+"""Turn a model's raw output into calls ``[{name: {arg: value}}]``; never execute it.
+
+Decoders (the BFCL result-file conventions they read):
+
+- ``decision-token``: ``<|answer|>text`` (a direct answer: no calls) or ``<|use_tool|>`` followed
+  by ``<|tool_call_begin|> {"name": ..., "arguments": "<JSON string or object>"}<|tool_call_end|>``
+  blocks (Breeze-FC), or by a pythonic list ``[f(a=1)]`` (the seed paper's Figure 1).
+- ``pythonic``: ``[f(a=1), mod.g(b="x")]``, decoded by `raypipe.templates.pythonic.parse_pythonic`
+  (the `ast` rules of the reference, arithmetic folded instead of `eval`).
+- ``openai``: a list of ``{name: "<arguments JSON>"}`` (BFCL's FC-mode files) or of OpenAI
+  ``tool_calls`` objects; a plain string is the model answering in text (no calls).
+
+``<think>...</think>`` blocks are removed first (also a leading block whose ``<think>`` was in
+the prompt). A decoder that cannot read the output raises `DecodeError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+DECODERS = ("decision-token", "pythonic", "openai")
+
+ANSWER = "<|answer|>"
+USE_TOOL = "<|use_tool|>"
+CALL_BEGIN = "<|tool_call_begin|>"
+CALL_END = "<|tool_call_end|>"
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_CALL_BLOCK = re.compile(re.escape(CALL_BEGIN) + r"(.*?)" + re.escape(CALL_END), re.DOTALL)
+# Text that tries to be pythonic calls: a list, a code fence, or `name(` at the start.
+_CALL_ATTEMPT = re.compile(r"^\s*(\[|```|[A-Za-z_][\w.]*\s*\()")
+
+
+class DecodeError(ValueError):
+    """The raw output is not in the decoder's format."""
+
+
+def strip_think(text: str) -> str:
+    """`text` without ``<think>...</think>`` blocks (and anything before a lone ``</think>``)."""
+    text = _THINK_BLOCK.sub("", text)
+    if "</think>" in text:  # the opening tag was part of the prompt
+        text = text.rsplit("</think>", 1)[1]
+    return text.strip()
+
+
+def decode(raw: Any, decoder: str) -> list[dict]:
+    """Calls ``[{name: {arg: value}}]`` from one raw result; raises DecodeError."""
+    if decoder == "decision-token":
+        return _decode_decision_token(raw)
+    if decoder == "pythonic":
+        return _decode_pythonic(_text(raw))
+    if decoder == "openai":
+        return _decode_openai(raw)
+    raise ValueError(f"unknown decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
+
+
+def is_direct_answer(raw: Any, decoder: str) -> bool:
+    """True when the output is a well-formed answer in words (no call, not garbage).
+
+    Used by the strict relevance variant: decision-token needs ``<|answer|>`` and some text
+    (and no call tokens); openai needs non-empty text content; pythonic needs non-empty text
+    that does not start like a call list (``[``, a code fence, ``name(``).
+    """
+    if decoder == "openai":
+        return isinstance(raw, str) and bool(strip_think(raw))
+    if not isinstance(raw, str):
+        return False
+    text = strip_think(raw)
+    if decoder == "decision-token":
+        if not text.startswith(ANSWER):
+            return False
+        rest = text[len(ANSWER):]
+        return bool(rest.strip()) and USE_TOOL not in rest and CALL_BEGIN not in rest
+    if decoder == "pythonic":
+        return bool(text) and not _CALL_ATTEMPT.match(text)
+    raise ValueError(f"unknown decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise DecodeError(f"expected the model output as text, got {type(raw).__name__}")
+    return strip_think(raw)
+
+
+def _decode_pythonic(text: str) -> list[dict]:
+    from raypipe.templates import ParseError
+    from raypipe.templates.pythonic import parse_pythonic
+
+    try:
+        calls = parse_pythonic(text)
+    except ParseError as err:
+        raise DecodeError(str(err)) from None
+    return [{name: arguments} for name, arguments in calls]
+
+
+def _decode_decision_token(raw: Any) -> list[dict]:
+    text = _text(raw)
+    if text.startswith(ANSWER):
+        if USE_TOOL in text or CALL_BEGIN in text:
+            raise DecodeError("both <|answer|> and a tool call in one output")
+        return []
+    if text.startswith(USE_TOOL):
+        body = text[len(USE_TOOL):].strip()
+    elif text.startswith(CALL_BEGIN):
+        body = text  # the decision token was part of the prompt
+    else:
+        raise DecodeError(f"output starts with neither {ANSWER} nor {USE_TOOL}")
+    if not body.startswith(CALL_BEGIN):
+        return _decode_pythonic(body)  # Figure 1 style: <|use_tool|>[f(a=1)]
+    calls = []
+    position = 0
+    for match in _CALL_BLOCK.finditer(body):
+        if body[position:match.start()].strip():
+            raise DecodeError(f"text between tool calls: {body[position:match.start()].strip()[:80]!r}")
+        calls.append(_json_call(match.group(1)))
+        position = match.end()
+    if not calls or body[position:].strip():
+        raise DecodeError(f"unterminated or malformed {CALL_BEGIN} block")
+    return calls
+
+
+def _json_call(block: str) -> dict:
+    try:
+        call = json.loads(block)
+    except json.JSONDecodeError as err:
+        raise DecodeError(f"tool call is not JSON: {err.msg}") from None
+    if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
+        raise DecodeError('tool call must be {"name": ..., "arguments": ...}')
+    return {call["name"]: _arguments(call.get("arguments", {}), call["name"])}
+
+
+def _arguments(arguments: Any, name: str) -> dict:
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as err:
+            raise DecodeError(f"arguments of {name} are not JSON: {err.msg}") from None
+    if not isinstance(arguments, dict):
+        raise DecodeError(f"arguments of {name} must be a JSON object")
+    return arguments
+
+
+def _decode_openai(raw: Any) -> list[dict]:
+    if isinstance(raw, str):
+        raise DecodeError("the model answered in text, not with function calls")
+    if not isinstance(raw, list):
+        raise DecodeError(f"expected a list of function calls, got {type(raw).__name__}")
+    calls = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise DecodeError(f"call {i} is not an object")
+        function = item.get("function") if item.get("type") == "function" or "function" in item else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            # An OpenAI tool_calls object: {"id", "type": "function", "function": {name, arguments}}
+            calls.append({function["name"]: _arguments(function.get("arguments", {}), function["name"])})
+        elif set(item) == {"name", "arguments"} and isinstance(item["name"], str):
+            calls.append({item["name"]: _arguments(item["arguments"], item["name"])})
+        elif len(item) == 1:
+            (name, arguments), = item.items()
+            calls.append({name: _arguments(arguments, name)})
+        else:
+            raise DecodeError(f"call {i} is neither {{name: arguments}} nor a tool_calls object")
+    return calls
