@@ -1,0 +1,25 @@
+"""`raypipe report RUN_DIR... --out DIR`: compare evaluation runs (JSON, Markdown, PNG)."""
+
+from __future__ import annotations
+
+from raypipe.registry import Command
+
+
+def _add(p) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="run directories holding REPORT.json and/or MTBENCH.json")
+    p.add_argument("--out", required=True, help="where report.json, report.md and report.png go")
+    p.add_argument("--names", nargs="+", default=None, help="display names, one per RUN_DIR")
+
+
+def _run(args) -> int:
+    from raypipe.eval.report import write_report
+
+    written = write_report(args.runs, args.out, names=args.names)
+    print(open(written["markdown"], encoding="utf-8").read())
+    print(f"wrote {written['json']}, {written['markdown']}, {written['png']}")
+    return 0
+
+
+COMMANDS = [Command(path=("report",), help="compare evaluation runs: JSON + Markdown table + PNG chart",
+                    add_arguments=_add, run=_run)]
