@@ -1,0 +1,188 @@
+"""Paths that may be local or any pyarrow filesystem URI (s3://, gs://, hdfs://, file://).
+
+Everything in raypipe.io opens files through here, so a job reads and writes `s3://` on a
+cluster exactly as it does local folders on a laptop.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import posixpath
+from typing import Iterator
+
+from raypipe.errors import RaypipeError
+
+GLOB_CHARS = "*?["
+
+
+def is_uri(path: str) -> bool:
+    return "://" in str(path)
+
+
+def resolve(path: str):
+    """(filesystem, path inside it) for a local path or a URI."""
+    from pyarrow import fs as pafs
+
+    path = str(path)
+    if is_uri(path):
+        try:
+            return pafs.FileSystem.from_uri(path)
+        except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for unknown schemes
+            raise RaypipeError(f"{path}: cannot open this filesystem URI ({exc})") from None
+    import os
+
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def join(base: str, *parts: str) -> str:
+    """Join path parts; keeps a URI a URI."""
+    if is_uri(base):
+        return posixpath.join(base, *parts)
+    import os
+
+    return os.path.join(base, *parts)
+
+
+def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str]:
+    """Files named by paths, globs and folders, as given (URIs stay URIs), sorted, no duplicates.
+
+    A folder means the files in it (recursively) ending in one of `extensions`; a dataset folder
+    written by raypipe (with `data/` inside) means its data shards, not its rejects.
+    """
+    from pyarrow import fs as pafs
+
+    if isinstance(paths, str):
+        paths = [paths]
+    out: list[str] = []
+    for given in paths:
+        filesystem, inner = resolve(given)
+        prefix = given[: len(given) - len(inner)] if is_uri(given) and given.endswith(inner) else None
+        if any(ch in inner for ch in GLOB_CHARS):
+            matches = _glob(filesystem, inner)
+        else:
+            info = filesystem.get_file_info(inner)
+            if info.type == pafs.FileType.NotFound:
+                raise RaypipeError(f"{given}: no such file or folder")
+            if info.type == pafs.FileType.Directory:
+                data_dir = posixpath.join(inner, "data") if is_uri(given) else _local_join(inner, "data")
+                if filesystem.get_file_info(data_dir).type == pafs.FileType.Directory:
+                    inner = data_dir
+                selector = pafs.FileSelector(inner, recursive=True)
+                matches = sorted(
+                    i.path for i in filesystem.get_file_info(selector)
+                    if i.type == pafs.FileType.File and (not extensions or i.path.endswith(extensions))
+                    and not posixpath.basename(i.path).startswith((".", "_"))
+                )
+            else:
+                matches = [inner]
+        if not matches:
+            raise RaypipeError(f"{given}: matches no files")
+        for m in matches:
+            full = (prefix + m if prefix is not None else _with_scheme(given, m)) if is_uri(given) else m
+            if full not in out:
+                out.append(full)
+    return out
+
+
+def _local_join(a: str, b: str) -> str:
+    import os
+
+    return os.path.join(a, b)
+
+
+def _with_scheme(original: str, inner: str) -> str:
+    scheme = original.split("://", 1)[0]
+    if scheme == "file":
+        return "file://" + inner
+    return f"{scheme}://{inner.lstrip('/')}" if scheme in ("s3", "gs", "gcs") else f"{scheme}://{inner}"
+
+
+def _glob(filesystem, pattern: str) -> list[str]:
+    from pyarrow import fs as pafs
+
+    parts = pattern.split("/")
+    fixed = []
+    for part in parts:
+        if any(ch in part for ch in GLOB_CHARS):
+            break
+        fixed.append(part)
+    base = "/".join(fixed) or "/"
+    recursive = "**" in pattern or len(fixed) < len(parts) - 1
+    try:
+        infos = filesystem.get_file_info(pafs.FileSelector(base, recursive=recursive))
+    except FileNotFoundError:
+        return []
+    regex_pattern = pattern.replace("**/", "*")
+    return sorted(
+        i.path for i in infos
+        if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, regex_pattern)
+    )
+
+
+def open_input(path: str):
+    filesystem, inner = resolve(path)
+    try:
+        return filesystem.open_input_stream(inner)
+    except FileNotFoundError:
+        raise RaypipeError(f"{path}: no such file") from None
+
+
+def read_text(path: str) -> str:
+    with open_input(path) as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RaypipeError(f"{path}: not UTF-8 text ({exc})") from None
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line text without newline), streaming."""
+    import io
+
+    with open_input(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+        try:
+            for n, line in enumerate(text, start=1):
+                yield n, line.rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise RaypipeError(f"{path}: not UTF-8 text ({exc})") from None
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open_input(path) as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def exists(path: str) -> bool:
+    from pyarrow import fs as pafs
+
+    filesystem, inner = resolve(path)
+    return filesystem.get_file_info(inner).type != pafs.FileType.NotFound
+
+
+def make_dirs(path: str) -> None:
+    filesystem, inner = resolve(path)
+    filesystem.create_dir(inner, recursive=True)
+
+
+def remove_files(folder: str, prefix: str) -> None:
+    """Delete files named `prefix*` in a folder (old shards of a previous run)."""
+    from pyarrow import fs as pafs
+
+    filesystem, inner = resolve(folder)
+    if filesystem.get_file_info(inner).type != pafs.FileType.Directory:
+        return
+    for info in filesystem.get_file_info(pafs.FileSelector(inner)):
+        if info.type == pafs.FileType.File and posixpath.basename(info.path).startswith(prefix):
+            filesystem.delete_file(info.path)
+
+
+def write_text(path: str, text: str) -> None:
+    filesystem, inner = resolve(path)
+    with filesystem.open_output_stream(inner) as f:
+        f.write(text.encode("utf-8"))
