@@ -312,6 +312,51 @@ def _no_duplicates(path: Path, rows: list[tuple[int, dict]]) -> None:
         seen[row["id"]] = number
 
 
+def reference_calls(item: BfclItem) -> list[tuple[str, dict]]:
+    """One correct answer of an AST item: ``[(function name, arguments)]``.
+
+    Takes the first acceptable value of each parameter and omits a parameter whose only
+    acceptable value is ``""`` or that is optional and absent from the spec. Used as an oracle
+    (a model that scores 100% wherever the possible answers allow it) and in tests.
+    """
+    if item.ground_truth is None:
+        return []
+    calls = []
+    for answer in item.ground_truth:
+        ((key, params),) = answer.items()
+        if item.category == "simple":
+            spec = item.functions[0]
+        else:
+            spec = _spec_for(item, key)
+        if spec is None or not isinstance(params, dict):
+            continue  # a malformed possible answer: no call can match it
+        properties = spec.get("parameters", {}).get("properties", {})
+        arguments = {}
+        for param, values in params.items():
+            if "" in values and param not in properties:
+                continue
+            chosen = [v for v in values if v != ""]
+            if chosen:
+                arguments[param] = _one_value(chosen[0])
+        calls.append((spec["name"], arguments))
+    return calls
+
+
+def _spec_for(item: BfclItem, key: str) -> dict | None:
+    from raypipe.eval.checker import find_spec
+
+    return find_spec(item.functions, key, item.spec_lookup)
+
+
+def _one_value(value: Any) -> Any:
+    """A concrete value from an acceptable one: nested dicts hold lists of acceptable values."""
+    if isinstance(value, dict):
+        return {k: _one_value(v[0]) if isinstance(v, list) and v else _one_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_one_value(v) for v in value]
+    return value
+
+
 _RESULT_FILE = re.compile(
     r"^(?:gorilla_openfunctions_v1_test_|BFCL_v[34]_)(?P<stem>[a-z_]+)_result\.json$"
 )

@@ -69,6 +69,9 @@ def convert_func_name(name: str, underscore_to_dot: bool) -> str:
 
 
 def find_spec(functions: list[dict], key: str, lookup: str) -> dict | None:
+    """The spec of an expected call: V1 takes the first spec whose name is contained in the
+    key ("spotify.play" for "spotify.play_1"; also "get_weather" for "get_weather_forecast"
+    when listed first), V3/V4 the spec whose name equals the key."""
     for spec in functions:
         if (spec["name"] in key) if lookup == "substring" else (spec["name"] == key):
             return spec

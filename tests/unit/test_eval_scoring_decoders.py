@@ -1,0 +1,135 @@
+"""Decoders of model output: decision-token (Breeze-FC and Figure 1), pythonic, openai; think blocks."""
+
+import json
+
+import pytest
+
+from raypipe.eval.decoders import DecodeError, decode, is_direct_answer, strip_think
+
+pytestmark = pytest.mark.unit
+
+
+def breeze(*calls, string_args=True):
+    blocks = "".join(
+        "<|tool_call_begin|> "
+        + json.dumps({"name": n, "arguments": json.dumps(a) if string_args else a})
+        + "<|tool_call_end|>"
+        for n, a in calls
+    )
+    return "<|use_tool|>" + blocks
+
+
+def test_decision_token_breeze_style_with_json_string_arguments():
+    raw = breeze(("spotify.play", {"artist": "Taylor Swift", "duration": 20}),
+                 ("spotify.play", {"artist": "泰勒絲", "duration": 15}))
+    assert decode(raw, "decision-token") == [
+        {"spotify.play": {"artist": "Taylor Swift", "duration": 20}},
+        {"spotify.play": {"artist": "泰勒絲", "duration": 15}},
+    ]
+
+
+def test_decision_token_arguments_may_be_an_object():
+    raw = breeze(("f", {"x": [1, 2]}), string_args=False)
+    assert decode(raw, "decision-token") == [{"f": {"x": [1, 2]}}]
+
+
+def test_decision_token_figure_1_style():
+    assert decode('<|use_tool|>[f(a=1), mod.g(b="x")]', "decision-token") == [
+        {"f": {"a": 1}}, {"mod.g": {"b": "x"}}]
+
+
+def test_decision_token_answer_means_no_call():
+    assert decode("<|answer|>我無法計算三角形面積。", "decision-token") == []
+    assert is_direct_answer("<|answer|>我無法計算三角形面積。", "decision-token")
+
+
+@pytest.mark.parametrize("raw", [
+    "The area is 25.",  # no decision token
+    "<|use_tool|><|tool_call_begin|> {\"name\": \"f\"",  # unterminated
+    "<|use_tool|><|tool_call_begin|> not json<|tool_call_end|>",
+    "<|use_tool|><|tool_call_begin|> {\"name\": \"f\", \"arguments\": \"{bad\"}<|tool_call_end|>",
+    "<|use_tool|><|tool_call_begin|> {\"name\": \"f\", \"arguments\": \"[1]\"}<|tool_call_end|>",
+    "<|use_tool|><|tool_call_begin|> {\"arguments\": {}}<|tool_call_end|>",
+    "<|use_tool|><|tool_call_begin|> {\"name\": \"f\"}<|tool_call_end|> trailing words",
+    "<|use_tool|>I will call f.",
+    "<|answer|>ok<|use_tool|>[f(a=1)]",
+    ["not", "text"],
+])
+def test_decision_token_malformed_output_is_a_decode_error(raw):
+    with pytest.raises(DecodeError):
+        decode(raw, "decision-token")
+
+
+def test_think_blocks_are_stripped():
+    raw = "<think>The user wants f.\n<|use_tool|> is needed</think>\n" + breeze(("f", {"a": 1}))
+    assert decode(raw, "decision-token") == [{"f": {"a": 1}}]
+    # the opening tag was in the prompt: everything up to </think> is reasoning
+    assert decode("call f(a=2)?</think>[f(a=2)]", "pythonic") == [{"f": {"a": 2}}]
+    assert strip_think("<think>a</think>b<think>c</think>d") == "bd"
+
+
+def test_pythonic_forms():
+    assert decode('[f(a=1), mod.sub.g(b="x")]', "pythonic") == [{"f": {"a": 1}}, {"mod.sub.g": {"b": "x"}}]
+    assert decode("f(a=1)", "pythonic") == [{"f": {"a": 1}}]
+    assert decode("f(a=1), g(b=2)", "pythonic") == [{"f": {"a": 1}}, {"g": {"b": 2}}]
+    assert decode("```python\n[f(a=-3, b=3*4, c=2**10)]\n```", "pythonic") == [{"f": {"a": -3, "b": 12, "c": 1024}}]
+    assert decode("[f(x=lambda_fn, y=g(1), z=h(k=2))]", "pythonic") == [
+        {"f": {"x": "lambda_fn", "y": "g(1)", "z": {"h": {"k": 2}}}}]
+    assert decode("[f(1, a=2)]", "pythonic") == [{"f": {"a": 2}}]  # positional ignored
+
+
+def test_pythonic_never_executes_model_output(tmp_path):
+    target = tmp_path / "pwned"
+    raw = f"[f(a=__import__('os').system('touch {target}'), b=open('{target}', 'w'))]"
+    decoded = decode(raw, "pythonic")
+    assert not target.exists()
+    assert decoded == [{"f": {"a": f"__import__('os').system('touch {target}')", "b": f"open('{target}', 'w')"}}]
+
+
+@pytest.mark.parametrize("raw", ["The answer is 42.", "", "[1, 2]", "[f(a=1]", None])
+def test_pythonic_malformed_output_is_a_decode_error(raw):
+    with pytest.raises(DecodeError):
+        decode(raw, "pythonic")
+
+
+def test_openai_name_to_json_string_list():
+    raw = [{"math_factorial": '{"number": 5}'}, {"get_weather": "{}"}]
+    assert decode(raw, "openai") == [{"math_factorial": {"number": 5}}, {"get_weather": {}}]
+
+
+def test_openai_tool_call_objects():
+    raw = [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
+           {"name": "g", "arguments": {"b": 2}}]
+    assert decode(raw, "openai") == [{"f": {"a": 1}}, {"g": {"b": 2}}]
+    assert decode([], "openai") == []
+
+
+@pytest.mark.parametrize("raw", [
+    "I can help with that.",  # the model answered in text
+    [{"f": "{not json"}],
+    [{"f": "[1, 2]"}],
+    [{}],
+    ["f"],
+    {"f": "{}"},
+])
+def test_openai_malformed_output_is_a_decode_error(raw):
+    with pytest.raises(DecodeError):
+        decode(raw, "openai")
+
+
+def test_unknown_decoder():
+    with pytest.raises(ValueError):
+        decode("x", "xml")
+
+
+def test_direct_answer_detection_for_the_strict_relevance_variant():
+    assert is_direct_answer("I can't compute that with these tools.", "openai")
+    assert not is_direct_answer("", "openai")
+    assert not is_direct_answer([], "openai")
+    assert is_direct_answer("抱歉，我無法回答。", "pythonic")
+    assert not is_direct_answer("[f(a=1", "pythonic")  # a broken call attempt is not an answer
+    assert not is_direct_answer("```python\nf(", "pythonic")
+    assert not is_direct_answer("   ", "pythonic")
+    assert is_direct_answer("<think>no tool fits</think><|answer|>No tool fits.", "decision-token")
+    assert not is_direct_answer("<|answer|>", "decision-token")  # no text
+    assert not is_direct_answer("No tool fits.", "decision-token")  # no decision token
