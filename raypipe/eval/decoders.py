@@ -30,6 +30,7 @@ _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _CALL_BLOCK = re.compile(re.escape(CALL_BEGIN) + r"(.*?)" + re.escape(CALL_END), re.DOTALL)
 # Text that tries to be pythonic calls: a list, a code fence, or `name(` at the start.
 _CALL_ATTEMPT = re.compile(r"^\s*(\[|```|[A-Za-z_][\w.]*\s*\()")
+_SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>")
 
 
 class DecodeError(ValueError):
@@ -60,7 +61,8 @@ def is_direct_answer(raw: Any, decoder: str) -> bool:
 
     Used by the strict relevance variant: decision-token needs ``<|answer|>`` and some text
     (and no call tokens); openai needs non-empty text content; pythonic needs non-empty text
-    that does not start like a call list (``[``, a code fence, ``name(``).
+    that does not start like a call list (``[``, a code fence, ``name(``) and holds no
+    ``<|special|>`` token of another format.
     """
     if decoder == "openai":
         return isinstance(raw, str) and bool(strip_think(raw))
@@ -73,7 +75,7 @@ def is_direct_answer(raw: Any, decoder: str) -> bool:
         rest = text[len(ANSWER):]
         return bool(rest.strip()) and USE_TOOL not in rest and CALL_BEGIN not in rest
     if decoder == "pythonic":
-        return bool(text) and not _CALL_ATTEMPT.match(text)
+        return bool(text) and not _CALL_ATTEMPT.match(text) and not _SPECIAL_TOKEN.search(text)
     raise ValueError(f"unknown decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
 
 

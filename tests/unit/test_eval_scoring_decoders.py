@@ -130,6 +130,7 @@ def test_direct_answer_detection_for_the_strict_relevance_variant():
     assert not is_direct_answer("[f(a=1", "pythonic")  # a broken call attempt is not an answer
     assert not is_direct_answer("```python\nf(", "pythonic")
     assert not is_direct_answer("   ", "pythonic")
+    assert not is_direct_answer("<|answer|>", "pythonic")  # another format's token
     assert is_direct_answer("<think>no tool fits</think><|answer|>No tool fits.", "decision-token")
     assert not is_direct_answer("<|answer|>", "decision-token")  # no text
     assert not is_direct_answer("No tool fits.", "decision-token")  # no decision token

@@ -1,0 +1,91 @@
+"""`raypipe score bfcl` end to end: the console script on result files, and its id errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raypipe.cli import main
+from raypipe.eval.bfcl_data import load_bfcl, reference_calls, result_file_name
+from raypipe.eval.scoring import write_result_files
+from raypipe.templates.pythonic import format_calls
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "bfcl"
+
+
+def perfect_results(data_dir, lang):
+    by_category = {}
+    for it in load_bfcl(data_dir, lang):
+        raw = format_calls(reference_calls(it)) if it.ground_truth else "沒有適用的工具。"
+        by_category.setdefault(it.category, {})[it.id] = raw
+    return by_category
+
+
+def run_cli(*args):
+    script = Path(sys.executable).parent / "raypipe"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "raypipe.cli"]
+    return subprocess.run(command + ["score", "bfcl", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_score_bfcl_command_end_to_end(tmp_path):
+    results = tmp_path / "results"
+    by_category = perfect_results(FIXTURES / "v1", "zhtw")
+    by_category["simple"]["simple_1"] = "[math.factorial(number=4)]"
+    write_result_files(by_category, results)
+    out = tmp_path / "reports" / "REPORT.json"
+    proc = run_cli("--data", FIXTURES / "v1", "--lang", "zhtw", "--results", results,
+                   "--decoder", "pythonic", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "scored 10 items in" in proc.stdout and "AST Summary" in proc.stdout
+    report = json.loads(out.read_text())
+    assert set(report["categories"]) == {"simple", "multiple_function", "parallel_function",
+                                         "parallel_multiple_function", "relevance"}
+    simple = report["categories"]["simple"]
+    assert (simple["accuracy"], simple["correct"], simple["total"]) == (0.5, 1, 2)
+    assert simple["errors"][0]["id"] == "simple_1"
+    assert report["ast_summary"] == pytest.approx(0.875) and report["relevance_detection"] == 1.0
+    assert report["relevance_detection_strict"] == 1.0 and len(report["ast_summary_ci95"]) == 2
+
+
+def test_any_subset_of_categories_and_v4_result_names(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = perfect_results(FIXTURES / "v4", "en")["parallel_function"]
+    (results / "BFCL_v4_parallel_result.json").write_text(
+        "".join(json.dumps({"id": i, "result": r}) + "\n" for i, r in rows.items()))
+    out = tmp_path / "r.json"
+    assert main(["score", "bfcl", "--data", str(FIXTURES / "v4"), "--lang", "en", "--results", str(results),
+                 "--decoder", "pythonic", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["categories"]) == ["parallel_function"]
+    assert report["categories"]["parallel_function"]["accuracy"] == 1.0 and report["ast_summary"] is None
+
+
+def test_missing_and_extra_ids_are_an_error_naming_them(tmp_path):
+    results = tmp_path / "results"
+    by_category = perfect_results(FIXTURES / "v1", "en")
+    del by_category["multiple_function"]["multiple_function_1"]
+    by_category["multiple_function"]["multiple_function_99"] = "[f(a=1)]"
+    write_result_files(by_category, results)
+    proc = run_cli("--data", FIXTURES / "v1", "--lang", "en", "--results", results,
+                   "--decoder", "pythonic", "--out", tmp_path / "r.json")
+    assert proc.returncode == 2
+    assert result_file_name("multiple_function") in proc.stderr
+    assert "missing 1 ids: multiple_function_1" in proc.stderr
+    assert "1 ids not in the benchmark: multiple_function_99" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_real_zhtw_data_scores_and_prints_time(bfcl_data, tmp_path):
+    results = tmp_path / "results"
+    write_result_files(perfect_results(bfcl_data, "zhtw"), results)
+    out = tmp_path / "REPORT.json"
+    proc = run_cli("--data", bfcl_data, "--lang", "zhtw", "--results", results, "--decoder", "pythonic", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "scored 1240 items in" in proc.stdout
+    report = json.loads(out.read_text())
+    assert report["ast_summary"] == pytest.approx(0.9975) and report["relevance_detection"] == 1.0
