@@ -227,7 +227,7 @@ def type_check(param, value, acceptable: list, type_name, expected_type, nested_
             # (the optional "" included) passes, as in the reference.
             if type(alternative) is list:
                 for element in value:
-                    inner = type_check(param, element, alternative, nested_type.__name__, nested_type, None)
+                    inner = type_check(param, element, alternative, str(nested_type), nested_type, None)
                     if not inner.valid:
                         ok = False
                         break
@@ -236,7 +236,7 @@ def type_check(param, value, acceptable: list, type_name, expected_type, nested_
         nested_failure = _fail(
             "type_error:nested",
             f"Nested type checking failed for parameter {param!r}. Expected outer type "
-            f"{type_name} with inner type {nested_type.__name__}. Parameter value: {value!r}.",
+            f"{type_name} with inner type {nested_type}. Parameter value: {value!r}.",
         )
     if answer_type is not None and type(value) is answer_type:
         if nested_failure is not None:  # the reference returns its failed result here
