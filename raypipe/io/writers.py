@@ -216,6 +216,6 @@ def _part_names():
 
     class PartNames(FilenameProvider):
         def get_filename_for_task(self, write_uuid, task_index):
-            return f"part-{write_uuid[:8]}-{task_index:05d}.parquet"
+            return f"part-{task_index:05d}-{write_uuid}.parquet"
 
     return PartNames()
