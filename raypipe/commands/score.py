@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from raypipe.registry import Command
+from dataclasses import dataclass
+from typing import Literal
+
+from raypipe.registry import Command, Step
 
 DECODER_CHOICES = ("decision-token", "pythonic", "openai")
 CATEGORY_LABELS = {
@@ -24,9 +27,26 @@ def _add(p) -> None:
     p.add_argument("--underscore-to-dot", action="store_true",
                    help="function names were sent with '.' replaced by '_' (OpenAI-style APIs)")
     p.add_argument("--out", required=True, help="REPORT.json to write")
+    p.add_argument("--subset", action="store_true",
+                   help="score only the items the result files hold (a run on a slice); without it a "
+                   "missing id is an error")
 
 
-def _run(args) -> int:
+@dataclass
+class ScoreBfclConfig:
+    """Job step `score_bfcl`: the same as `raypipe score bfcl`."""
+
+    data: str
+    results: str
+    out: str
+    decoder: Literal["decision-token", "pythonic", "openai"]
+    lang: Literal["en", "zhtw"] = "zhtw"
+    underscore_to_dot: bool = False
+    subset: bool = False
+
+
+def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
+    """Score, write the report, log the summary table and the time; returns the report."""
     import json
     import time
     from pathlib import Path
@@ -34,17 +54,28 @@ def _run(args) -> int:
     from raypipe.eval.scoring import score_result_files
 
     started = time.perf_counter()
-    report = score_result_files(args.data, args.lang, args.results, args.decoder, args.underscore_to_dot)
+    report = score_result_files(cfg.data, cfg.lang, cfg.results, cfg.decoder, cfg.underscore_to_dot,
+                                subset=cfg.subset)
     elapsed = time.perf_counter() - started
-    out = Path(args.out)
-    if out.parent != Path(""):
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    print(format_summary(report))
+    log(format_summary(report))
     total = sum(c["total"] for c in report["categories"].values())
-    print(f"scored {total} items in {elapsed:.2f} s (checking alone {report['scoring_seconds']:.2f} s); "
-          f"report: {out}")
+    log(f"scored {total} items in {elapsed:.2f} s (checking alone {report['scoring_seconds']:.2f} s); report: {out}")
+    return report
+
+
+def _run(args) -> int:
+    score_bfcl(ScoreBfclConfig(data=args.data, results=args.results, out=args.out, decoder=args.decoder,
+                               lang=args.lang, underscore_to_dot=args.underscore_to_dot, subset=args.subset))
     return 0
+
+
+def _step(cfg: ScoreBfclConfig, job) -> dict:
+    report = score_bfcl(cfg)
+    return {"ast_summary": report["ast_summary"], "relevance_detection": report["relevance_detection"],
+            "relevance_detection_strict": report["relevance_detection_strict"], "out": cfg.out}
 
 
 def _pct(value) -> str:
@@ -80,4 +111,9 @@ COMMANDS = [
         add_arguments=_add,
         run=_run,
     )
+]
+
+STEPS = [
+    Step(kind="score_bfcl", config=ScoreBfclConfig, run=_step,
+         help="score existing BFCL result files into REPORT.json (as `raypipe score bfcl`)"),
 ]

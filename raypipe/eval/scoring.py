@@ -237,12 +237,24 @@ def _read_results(root: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
     return found
 
 
-def score_result_files(data_dir, lang: str, results_dir, decoder: str, underscore_to_dot: bool = False) -> dict:
-    """Load the benchmark items of the categories that have result files, and score them."""
+def score_result_files(
+    data_dir, lang: str, results_dir, decoder: str, underscore_to_dot: bool = False, subset: bool = False
+) -> dict:
+    """Load the benchmark items of the categories that have result files, and score them.
+
+    Every id of a category must have a result, and no result may have an id outside the
+    benchmark. `subset=True` scores only the items the files hold (a run on a slice); extra ids
+    stay an error and the report says ``"subset": true`` with the ids left out counted.
+    """
     from raypipe.eval.bfcl_data import load_bfcl
 
     files = _read_results(Path(results_dir))
     items = load_bfcl(data_dir, lang, categories=[c for c in CATEGORIES if c in files])
+    left_out = 0
+    if subset:
+        present = {item_id for _, rows in files.values() for item_id in rows}
+        left_out = sum(item.id not in present for item in items)
+        items = [item for item in items if item.id in present]
     by_category: dict[str, list[BfclItem]] = {}
     for item in items:
         by_category.setdefault(item.category, []).append(item)
@@ -255,4 +267,7 @@ def score_result_files(data_dir, lang: str, results_dir, decoder: str, underscor
     report = score_results(items, flat, decoder, underscore_to_dot)
     report["lang"] = lang
     report["results_dir"] = str(results_dir)
+    if subset:
+        report["subset"] = True
+        report["items_left_out"] = left_out
     return report

@@ -89,3 +89,41 @@ def test_real_zhtw_data_scores_and_prints_time(bfcl_data, tmp_path):
     assert "scored 1240 items in" in proc.stdout
     report = json.loads(out.read_text())
     assert report["ast_summary"] == pytest.approx(0.9975) and report["relevance_detection"] == 1.0
+
+
+def test_subset_scores_a_slice_and_still_rejects_extra_ids(tmp_path):
+    results = tmp_path / "results"
+    by_category = perfect_results(FIXTURES / "v1", "en")
+    del by_category["simple"]["simple_1"]
+    write_result_files(by_category, results)
+    out = tmp_path / "r.json"
+    args = ["score", "bfcl", "--data", str(FIXTURES / "v1"), "--lang", "en", "--results", str(results),
+            "--decoder", "pythonic", "--out", str(out)]
+    assert main(args) == 2  # without --subset the missing id is an error
+    assert main(args + ["--subset"]) == 0
+    report = json.loads(out.read_text())
+    assert report["subset"] is True and report["items_left_out"] == 1
+    assert report["categories"]["simple"]["total"] == 1 and report["ast_summary"] == 1.0
+    by_category["simple"]["simple_5"] = "[f()]"
+    write_result_files(by_category, results)
+    assert main(args + ["--subset"]) == 2
+
+
+def test_score_bfcl_job_step(tmp_path):
+    from raypipe.jobs import load_job
+    from raypipe.registry import JobContext
+
+    results = tmp_path / "results"
+    write_result_files(perfect_results(FIXTURES / "v1", "zhtw"), results)
+    job = tmp_path / "score.yaml"
+    job.write_text(
+        "name: rescore\nsteps:\n"
+        f"  - score_bfcl: {{data: {FIXTURES / 'v1'}, results: {results}, out: {tmp_path / 'R.json'}, "
+        "decoder: pythonic, lang: zhtw}\n")
+    _, planned = load_job(job)
+    summary = planned[0].step.run(planned[0].config, JobContext(name="rescore", job_file=str(job)))
+    assert summary["ast_summary"] == 1.0 and summary["relevance_detection"] == 1.0
+    assert json.loads((tmp_path / "R.json").read_text())["categories"]["simple"]["accuracy"] == 1.0
+    job.write_text("name: rescore\nsteps:\n  - score_bfcl: {data: d, results: r, out: o, decoder: xml}\n")
+    with pytest.raises(Exception, match="decoder"):
+        load_job(job)
