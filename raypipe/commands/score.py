@@ -7,7 +7,7 @@ from typing import Literal
 
 from raypipe.registry import Command, Step
 
-DECODER_CHOICES = ("decision-token", "pythonic", "openai")
+DECODER_CHOICES = ("decision-token", "pythonic", "openai", "json")
 CATEGORY_LABELS = {
     "simple": "Simple (AST)",
     "multiple_function": "Multiple (AST)",
@@ -23,7 +23,9 @@ def _add(p) -> None:
     p.add_argument("--lang", required=True, choices=("en", "zhtw"), help="question language")
     p.add_argument("--results", required=True,
                    help="directory of gorilla_openfunctions_v1_test_<category>_result.json files")
-    p.add_argument("--decoder", required=True, choices=DECODER_CHOICES, help="how to read the model output")
+    p.add_argument("--decoder", required=True, choices=DECODER_CHOICES, help="how to read the model output: decision-token (<|answer|>/<|use_tool|>, Breeze-FC "
+                   "blocks or a pythonic list), pythonic ([f(a=1)]), openai (BFCL FC-mode lists), json "
+                   "(<|tool_call_begin|> blocks without a decision token)")
     p.add_argument("--underscore-to-dot", action="store_true",
                    help="function names were sent with '.' replaced by '_' (OpenAI-style APIs)")
     p.add_argument("--out", required=True, help="REPORT.json to write")
@@ -39,7 +41,7 @@ class ScoreBfclConfig:
     data: str
     results: str
     out: str
-    decoder: Literal["decision-token", "pythonic", "openai"]
+    decoder: Literal["decision-token", "pythonic", "openai", "json"]
     lang: Literal["en", "zhtw"] = "zhtw"
     underscore_to_dot: bool = False
     subset: bool = False

@@ -9,6 +9,12 @@ Decoders (the BFCL result-file conventions they read):
   (the `ast` rules of the reference, arithmetic folded instead of `eval`).
 - ``openai``: a list of ``{name: "<arguments JSON>"}`` (BFCL's FC-mode files) or of OpenAI
   ``tool_calls`` objects; a plain string is the model answering in text (no calls).
+- ``json``: ``<|tool_call_begin|>`` blocks without a decision token (raypipe's JSON call style
+  without Decision Token); text without a block is a direct answer.
+
+Text between the decision token (or the start, for ``json``) and the first call is the
+message content and is skipped, as raypipe renders content before calls; for pythonic calls
+after ``<|use_tool|>`` the list follows the content after a newline.
 
 ``<think>...</think>`` blocks are removed first (also a leading block whose ``<think>`` was in
 the prompt). A decoder that cannot read the output raises `DecodeError`.
@@ -20,7 +26,7 @@ import json
 import re
 from typing import Any
 
-DECODERS = ("decision-token", "pythonic", "openai")
+DECODERS = ("decision-token", "pythonic", "openai", "json")
 
 ANSWER = "<|answer|>"
 USE_TOOL = "<|use_tool|>"
@@ -53,6 +59,8 @@ def decode(raw: Any, decoder: str) -> list[dict]:
         return _decode_pythonic(_text(raw))
     if decoder == "openai":
         return _decode_openai(raw)
+    if decoder == "json":
+        return _decode_json(raw)
     raise ValueError(f"unknown decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
 
 
@@ -60,7 +68,8 @@ def is_direct_answer(raw: Any, decoder: str) -> bool:
     """True when the output is a well-formed answer in words (no call, not garbage).
 
     Used by the strict relevance variant: decision-token needs ``<|answer|>`` and some text
-    (and no call tokens); openai needs non-empty text content; pythonic needs non-empty text
+    (and no call tokens); openai needs non-empty text content; json needs non-empty text
+    without special tokens; pythonic needs non-empty text
     that does not start like a call list (``[``, a code fence, ``name(``) and holds no
     ``<|special|>`` token of another format.
     """
@@ -76,6 +85,8 @@ def is_direct_answer(raw: Any, decoder: str) -> bool:
         return bool(rest.strip()) and USE_TOOL not in rest and CALL_BEGIN not in rest
     if decoder == "pythonic":
         return bool(text) and not _CALL_ATTEMPT.match(text) and not _SPECIAL_TOKEN.search(text)
+    if decoder == "json":
+        return bool(text) and not _SPECIAL_TOKEN.search(text)
     raise ValueError(f"unknown decoder {decoder!r}: expected one of {', '.join(DECODERS)}")
 
 
@@ -108,8 +119,27 @@ def _decode_decision_token(raw: Any) -> list[dict]:
         body = text  # the decision token was part of the prompt
     else:
         raise DecodeError(f"output starts with neither {ANSWER} nor {USE_TOOL}")
-    if not body.startswith(CALL_BEGIN):
+    if CALL_BEGIN in body:
+        # Text before the first call is the message content (raypipe renders content, then calls).
+        return _json_blocks(body[body.index(CALL_BEGIN):])
+    try:
         return _decode_pythonic(body)  # Figure 1 style: <|use_tool|>[f(a=1)]
+    except DecodeError:
+        cut = body.rfind("\n[")  # content, a newline, then the call list
+        if cut == -1:
+            raise
+        return _decode_pythonic(body[cut + 1:])
+
+
+def _decode_json(raw: Any) -> list[dict]:
+    text = _text(raw)
+    if CALL_BEGIN not in text:
+        raise DecodeError(f"no {CALL_BEGIN} block: the model answered in text")
+    return _json_blocks(text[text.index(CALL_BEGIN):])
+
+
+def _json_blocks(body: str) -> list[dict]:
+    """``<|tool_call_begin|>{json}<|tool_call_end|>`` blocks, only whitespace between them."""
     calls = []
     position = 0
     for match in _CALL_BLOCK.finditer(body):

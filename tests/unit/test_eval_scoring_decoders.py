@@ -134,3 +134,45 @@ def test_direct_answer_detection_for_the_strict_relevance_variant():
     assert is_direct_answer("<think>no tool fits</think><|answer|>No tool fits.", "decision-token")
     assert not is_direct_answer("<|answer|>", "decision-token")  # no text
     assert not is_direct_answer("No tool fits.", "decision-token")  # no decision token
+
+
+def test_content_before_the_calls_is_skipped():
+    assert decode('<|use_tool|>Let me look that up.\n[f(a=1)]', "decision-token") == [{"f": {"a": 1}}]
+    raw = '<|use_tool|>Checking.\n<|tool_call_begin|>{"name": "f", "arguments": {"a": 1}}<|tool_call_end|>'
+    assert decode(raw, "decision-token") == [{"f": {"a": 1}}]
+    # the pythonic decoder stays as strict as the reference's
+    with pytest.raises(DecodeError):
+        decode("Let me look that up.\n[f(a=1)]", "pythonic")
+
+
+def test_json_decoder_reads_call_blocks_without_a_decision_token():
+    raw = 'Sure.\n<|tool_call_begin|>{"name": "f", "arguments": "{\\"a\\": 1}"}<|tool_call_end|>'
+    assert decode(raw, "json") == [{"f": {"a": 1}}]
+    with pytest.raises(DecodeError):
+        decode("No tool fits this request.", "json")
+    assert is_direct_answer("No tool fits this request.", "json")
+    assert not is_direct_answer('<|tool_call_begin|>{"name": "f"}', "json")
+
+
+@pytest.mark.parametrize("preset", ["tools", "tools-dt", "tools-dt-cot", "tools-dt-json", "system", "system-dt",
+                                    "system-dt-cot"])
+def test_every_raypipe_format_decodes_what_it_renders(preset):
+    from raypipe.schema import Message, ToolCall
+    from raypipe.templates.formats import get_format
+    from raypipe.templates.render import assistant_body
+
+    fmt = get_format(preset)
+    decoder = "decision-token" if fmt.decision_token else ("json" if fmt.call_style == "json" else "pythonic")
+    calls = [ToolCall("math.hypot", {"x": 3, "y": 4.5}), ToolCall("geo.find", {"city": "臺北", "tags": ["a", "b"]})]
+    call_message = Message("assistant", tool_calls=calls, reasoning="Two lookups are needed.")
+    expected = [{"math.hypot": {"x": 3, "y": 4.5}}, {"geo.find": {"city": "臺北", "tags": ["a", "b"]}}]
+    assert decode(assistant_body(call_message, fmt), decoder) == expected
+    if fmt.decision_token:
+        with_content = Message("assistant", content="Looking both up.", tool_calls=calls)
+        assert decode(assistant_body(with_content, fmt), decoder) == expected
+    answer = assistant_body(Message("assistant", content="這些工具無法回答。", reasoning="Nothing fits."), fmt)
+    try:
+        assert decode(answer, decoder) == []
+    except DecodeError:
+        pass  # without a decision token a text answer is not a call list: no call either way
+    assert is_direct_answer(answer, decoder)
