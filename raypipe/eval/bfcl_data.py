@@ -57,9 +57,10 @@ class BfclItem:
     question: list[dict]  # chat messages, all turns flattened (the five categories are single-turn)
     functions: list[dict]  # function specs (BFCL type names: dict, integer, float, ...)
     ground_truth: list[dict] | None  # [{key: {param: [values]}}], None for relevance
-    # How the checker finds the spec of an expected call: "substring" (V1 reference: first spec
-    # whose name is contained in the key) or "exact" (V3/V4 reference: name equals the key).
-    spec_lookup: str = "substring"
+    # Which reference checker's rules apply: "v1" (the zh-TW / BFCL V1 checker: spec of a key =
+    # first spec whose name is contained in it; dicts need as many keys as the answer) or "v3"
+    # (upstream bfcl_eval, for V3/V4 data: exact names; dict keys may be omitted when optional).
+    rules: str = "v1"
     source: str = ""  # file the question came from
 
     def to_dict(self) -> dict:
@@ -69,7 +70,7 @@ class BfclItem:
             "question": self.question,
             "functions": self.functions,
             "ground_truth": self.ground_truth,
-            "spec_lookup": self.spec_lookup,
+            "rules": self.rules,
             "source": self.source,
         }
 
@@ -250,7 +251,7 @@ def _load_v1(root: Path, question_file: Path, category: str) -> list[BfclItem]:
                 question=[{"role": "user", "content": question}],
                 functions=_functions(question_file, number, row),
                 ground_truth=None,
-                spec_lookup="substring",
+                rules="v1",
                 source=str(question_file),
             )
         )
@@ -287,7 +288,7 @@ def _load_v3(question_file: Path, category: str) -> list[BfclItem]:
                 question=messages,
                 functions=_functions(question_file, number, row),
                 ground_truth=None,
-                spec_lookup="exact",
+                rules="v3",
                 source=str(question_file),
             )
         )
@@ -345,7 +346,7 @@ def reference_calls(item: BfclItem) -> list[tuple[str, dict]]:
 def _spec_for(item: BfclItem, key: str) -> dict | None:
     from raypipe.eval.checker import find_spec
 
-    return find_spec(item.functions, key, item.spec_lookup)
+    return find_spec(item.functions, key, item.rules)
 
 
 def _one_value(value: Any) -> Any:

@@ -1,7 +1,9 @@
 """The BFCL AST check of decoded calls, rule for rule as the reference checker does it.
 
 Reference: ``eval_checker/checker.py`` of the zh-TW leaderboard (a fork of BFCL V1's
-``ast_checker``), which produced the published scores of this benchmark. The rules are in
+``ast_checker``), which produced the published scores of this benchmark ("v1" rules); V3/V4
+data follows upstream ``bfcl_eval``'s ``ast_checker.py`` ("v3" rules: exact spec names,
+optional dict keys, a multiple_function_checker), where the two differ. The rules are in
 ``shared/design/bfcl-scoring.md``; this module reproduces them, quirks included, because a
 "better" checker would not reproduce published numbers:
 
@@ -68,12 +70,12 @@ def convert_func_name(name: str, underscore_to_dot: bool) -> str:
     return name.replace(".", "_") if underscore_to_dot and "." in name else name
 
 
-def find_spec(functions: list[dict], key: str, lookup: str) -> dict | None:
+def find_spec(functions: list[dict], key: str, rules: str = "v1") -> dict | None:
     """The spec of an expected call: V1 takes the first spec whose name is contained in the
     key ("spotify.play" for "spotify.play_1"; also "get_weather" for "get_weather_forecast"
-    when listed first), V3/V4 the spec whose name equals the key."""
+    when listed first), V3 the spec whose name equals the key."""
     for spec in functions:
-        if (spec["name"] in key) if lookup == "substring" else (spec["name"] == key):
+        if (spec["name"] in key) if rules == "v1" else (spec["name"] == key):
             return spec
     return None
 
@@ -87,15 +89,29 @@ def check_ast(item, calls: list[dict], underscore_to_dot: bool = False) -> Check
         if len(calls) != 1:
             return _fail("simple_function_checker:wrong_count", "Wrong number of functions.")
         spec = item.functions[0]
-        return check_call(spec, calls[0], item.ground_truth[0], underscore_to_dot)
-    return check_no_order(item.functions, calls, item.ground_truth, item.spec_lookup, underscore_to_dot)
+        return check_call(spec, calls[0], item.ground_truth[0], underscore_to_dot, item.rules)
+    if item.category == "multiple_function" and item.rules == "v3":
+        return check_multiple(item.functions, calls, item.ground_truth, underscore_to_dot)
+    return check_no_order(item.functions, calls, item.ground_truth, item.rules, underscore_to_dot)
+
+
+def check_multiple(functions: list[dict], calls: list[dict], expected: list[dict], underscore_to_dot=False):
+    """Upstream's multiple_function_checker (V3): one expected call, checked against the first output."""
+    if len(calls) != len(expected):
+        return _fail("multiple_function_checker:wrong_count", "Wrong number of functions.")
+    (key,) = expected[0]
+    spec = find_spec(functions, key, "v3")
+    if spec is None:  # upstream would crash on the missing description
+        return _fail("multiple_function_checker:cannot_find_description",
+                     f"Function doc description not found for function name: {key!r}.")
+    return check_call(spec, calls[0], expected[0], underscore_to_dot, "v3")
 
 
 def check_no_order(
     functions: list[dict],
     calls: list[dict],
     expected: list[dict],
-    lookup: str,
+    rules: str = "v1",
     underscore_to_dot: bool = False,
 ) -> CheckResult:
     """Each expected call, in order, takes the first unused decoded call that passes."""
@@ -105,7 +121,7 @@ def check_no_order(
     used: set[int] = set()
     for i, answer in enumerate(expected):
         (key,) = answer
-        spec = find_spec(functions, key, lookup)
+        spec = find_spec(functions, key, rules)
         if spec is None:
             return _fail(
                 f"{prefix}:cannot_find_description",
@@ -117,7 +133,7 @@ def check_no_order(
         for index, call in enumerate(calls):
             if index in used:
                 continue
-            result = check_call(spec, call, answer, underscore_to_dot)
+            result = check_call(spec, call, answer, underscore_to_dot, rules)
             if result.valid:
                 used.add(index)
                 break
@@ -135,7 +151,9 @@ def check_no_order(
 # -- one call -------------------------------------------------------------------------------
 
 
-def check_call(spec: dict, call: dict, answer: dict, underscore_to_dot: bool = False) -> CheckResult:
+def check_call(
+    spec: dict, call: dict, answer: dict, underscore_to_dot: bool = False, rules: str = "v1"
+) -> CheckResult:
     """The reference's simple_function_checker: one decoded call against one expected call."""
     acceptable = next(iter(answer.values()))
     parameters = spec.get("parameters", {})
@@ -171,9 +189,9 @@ def check_call(spec: dict, call: dict, answer: dict, underscore_to_dot: bool = F
             return typed.result
         if not typed.is_variable:
             if expected_type is dict:
-                result = dict_check(param, value, acceptable[param])
+                result = dict_check(param, value, acceptable[param], rules)
             elif expected_type is list and nested_type is dict:
-                result = list_dict_check(param, value, acceptable[param])
+                result = list_dict_check(param, value, acceptable[param], rules)
             elif expected_type is str:
                 result = string_check(param, value, acceptable[param])
             elif expected_type is list:
@@ -282,8 +300,9 @@ def list_check(param: str, value: list, acceptable: list) -> CheckResult:
     return OK
 
 
-def dict_check(param: str, value: Any, acceptable: list) -> CheckResult:
-    """Same keys as one acceptable dict; each value standardised and acceptable; nested dicts recurse."""
+def dict_check(param: str, value: Any, acceptable: list, rules: str = "v1") -> CheckResult:
+    """One acceptable dict must match: each value standardised and acceptable, nested dicts
+    recurse. V1 needs as many keys as the acceptable dict; V3 lets optional keys be omitted."""
     result = _fail("dict_checker:unclear", f"No acceptable dict for parameter {param!r}.")
     if not isinstance(value, dict):
         return _fail("value_error:dict_value", f"Parameter {param!r} is not a dict: {value!r}.")
@@ -293,35 +312,46 @@ def dict_check(param: str, value: Any, acceptable: list) -> CheckResult:
         if not isinstance(alternative, dict):
             result = _fail("dict_checker:unclear", f"Acceptable value {alternative!r} is not a dict.")
             continue
-        if len(value) != len(alternative):
+        if rules == "v1" and len(value) != len(alternative):
             result = _fail("value_error:dict_items", "Wrong number of parameters for dictionary.")
             continue
-        result = _dict_matches(param, value, alternative)
+        result = _dict_matches(param, value, alternative, rules)
         if result.valid:
             return OK
     return result
 
 
-def _dict_matches(param: str, value: dict, alternative: dict) -> CheckResult:
+def _dict_matches(param: str, value: dict, alternative: dict, rules: str) -> CheckResult:
+    result = OK
     for key, item in value.items():
         if key not in alternative:
-            return _fail("value_error:dict_key", f"Unexpected parameter: '{key}'.")
+            word = "parameter" if rules == "v1" else "dict key parameter"
+            result = _fail("value_error:dict_key", f"Unexpected {word}: '{key}'.")
+            break
         expected = alternative[key]
         if isinstance(expected, dict):
-            nested = dict_check(param, item, [expected])
+            nested = dict_check(param, item, [expected], rules)
             if not nested.valid:
-                return nested
+                result = nested
+                break
             continue
         standard = [_std(v) for v in expected] if isinstance(expected, (list, tuple, str)) else [expected]
         if not _member(_std(item), standard):
-            return _fail(
+            result = _fail(
                 "value_error:dict_value",
                 f"Invalid value for parameter {key!r}: {item!r}. Expected one of {standard}.",
             )
-    return OK
+            break
+    if rules == "v3":  # upstream also reports a missing key, even after a failure above
+        for key, values in alternative.items():
+            if key not in value and "" not in values:
+                errors = (result.errors if not result.valid else []) + [f"Missing dict key parameter: '{key}'."]
+                result = CheckResult(False, "value_error:dict_key", errors)
+                break
+    return result
 
 
-def list_dict_check(param: str, value: list, acceptable: list) -> CheckResult:
+def list_dict_check(param: str, value: list, acceptable: list, rules: str = "v1") -> CheckResult:
     """A list of dicts: same length as one acceptable list, dict by dict in order."""
     result = _fail("list_dict_checker:unclear", f"No acceptable list of dicts for parameter {param!r}.")
     for alternative in acceptable:
@@ -332,7 +362,7 @@ def list_dict_check(param: str, value: list, acceptable: list) -> CheckResult:
             continue
         ok = True
         for element, expected in zip(value, alternative):
-            result = dict_check(param, element, [expected])
+            result = dict_check(param, element, [expected], rules)
             if not result.valid:
                 ok = False
                 break

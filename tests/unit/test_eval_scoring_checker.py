@@ -18,9 +18,9 @@ def check(s, args, acceptable, name=None, **kw):
     return check_call(s, {name or s["name"]: args}, {s["name"]: acceptable}, **kw)
 
 
-def item(category, functions, truth, lookup="substring"):
+def item(category, functions, truth, rules="v1"):
     return BfclItem(id=f"{category}_0", category=category, question=[], functions=functions,
-                    ground_truth=truth, spec_lookup=lookup)
+                    ground_truth=truth, rules=rules)
 
 
 # -- names, required, unexpected ------------------------------------------------------------
@@ -271,10 +271,10 @@ def test_substring_spec_lookup_quirk():
     fs = [spec("get_weather", city="string"), spec("get_weather_forecast", city="string")]
     truth = [{"get_weather_forecast": {"city": ["Paris"]}}]
     call = [{"get_weather_forecast": {"city": "Paris"}}]
-    r = check_ast(item("multiple_function", fs, truth, lookup="substring"), call)
+    r = check_ast(item("multiple_function", fs, truth, rules="v1"), call)
     assert r.error_type == "parallel_function_checker_no_order:cannot_find_match"
     # V3/V4 data is looked up by exact name
-    assert check_ast(item("multiple_function", fs, truth, lookup="exact"), call).valid
+    assert check_ast(item("multiple_function", fs, truth, rules="v3"), call).valid
 
 
 def test_possible_answer_key_without_a_spec():
@@ -290,3 +290,29 @@ def test_empty_output_shapes():
     assert is_empty_output([{"f": "not a dict"}])
     assert not is_empty_output([{"f": {}}])
     assert not is_empty_output([{"f": {"x": 1}}])
+
+
+# -- V3/V4 data: upstream bfcl_eval rules where they differ ----------------------------------------
+
+
+def test_v3_dicts_may_omit_optional_keys():
+    s = spec(d="dict")
+    acceptable = {"d": [{"name": ["Ann"], "age": [30, ""]}]}
+    call = {"d": {"name": "Ann"}}
+    assert check(s, call, acceptable, rules="v3").valid
+    assert check(s, call, acceptable, rules="v1").error_type == "value_error:dict_items"
+    r = check(s, {"d": {"age": 30}}, acceptable, rules="v3")
+    assert (r.error_type, r.errors) == ("value_error:dict_key", ["Missing dict key parameter: 'name'."])
+    r = check(s, {"d": {"name": "Ann", "x": 1}}, acceptable, rules="v3")
+    assert r.errors == ["Unexpected dict key parameter: 'x'."]
+    # a wrong value and a missing key: upstream reports both and calls it a key error
+    r = check(s, {"d": {"age": 31}}, {"d": [{"name": ["Ann"], "age": [30]}]}, rules="v3")
+    assert r.error_type == "value_error:dict_key" and len(r.errors) == 2
+
+
+def test_v3_multiple_function_checker():
+    fs = [spec("circle.area", r="float"), spec("square.area", side="float")]
+    it = item("multiple_function", fs, [{"square.area": {"side": [2.0]}}], rules="v3")
+    assert check_ast(it, [{"square.area": {"side": 2}}]).valid
+    assert check_ast(it, []).error_type == "multiple_function_checker:wrong_count"
+    assert check_ast(it, [{"circle.area": {"r": 2.0}}]).error_type == "simple_function_checker:wrong_func_name"

@@ -35,7 +35,7 @@ def test_v1_layout(lang):
     items = load_bfcl(FIXTURES / "v1", lang)
     assert [it.category for it in items] == [c for c in CATEGORIES for _ in range(2)]
     simple = items[0]
-    assert simple.id == "simple_0" and simple.spec_lookup == "substring"
+    assert simple.id == "simple_0" and simple.rules == "v1"
     assert simple.question[0]["role"] == "user" and isinstance(simple.question[0]["content"], str)
     assert [f["name"] for f in simple.functions] == ["calculate_triangle_area"]
     assert simple.ground_truth == [{"calculate_triangle_area": {"base": [10], "height": [5], "unit": ["units", ""]}}]
@@ -64,7 +64,7 @@ def test_v4_layout():
         {"spotify.play": {"artist": ["Taylor Swift"], "duration": [20]}},
         {"spotify.play": {"artist": ["Maroon 5"], "duration": [15]}},
     ]
-    assert all(it.spec_lookup == "exact" for it in items)
+    assert all(it.rules == "v3" for it in items)
     assert by_id["simple_python_0"].question == [{"role": "user", "content": by_id["simple_python_0"].question[0]["content"]}]
 
 
