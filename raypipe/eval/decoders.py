@@ -53,6 +53,13 @@ def strip_think(text: str) -> str:
 
 def decode(raw: Any, decoder: str) -> list[dict]:
     """Calls ``[{name: {arg: value}}]`` from one raw result; raises DecodeError."""
+    try:
+        return _decode(raw, decoder)
+    except RecursionError:  # absurdly nested JSON or lists in the output
+        raise DecodeError("output nested too deeply") from None
+
+
+def _decode(raw: Any, decoder: str) -> list[dict]:
     if decoder == "decision-token":
         return _decode_decision_token(raw)
     if decoder == "pythonic":

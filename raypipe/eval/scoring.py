@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from raypipe.errors import RaypipeError
-from raypipe.eval.bfcl_data import AST_CATEGORIES, CATEGORIES, BfclItem, category_of_result_file, read_jsonl, result_file_name
+from raypipe.eval.bfcl_data import (
+    AST_CATEGORIES,
+    CATEGORIES,
+    BfclItem,
+    category_of_result_file,
+    read_jsonl,
+    result_file_name,
+)
 from raypipe.eval.checker import check_ast, is_call_list, is_empty_output
 from raypipe.eval.decoders import DECODERS, DecodeError, decode, is_direct_answer
 

@@ -176,3 +176,11 @@ def test_every_raypipe_format_decodes_what_it_renders(preset):
     except DecodeError:
         pass  # without a decision token a text answer is not a call list: no call either way
     assert is_direct_answer(answer, decoder)
+
+
+def test_absurd_nesting_is_a_decode_error_not_a_crash():
+    deep = "[" * 100000 + "]" * 100000
+    with pytest.raises(DecodeError):
+        decode([{"f": '{"a": ' + deep + "}"}], "openai")
+    with pytest.raises(DecodeError):
+        decode("<|use_tool|>[f(a=" + deep + ")]", "decision-token")
