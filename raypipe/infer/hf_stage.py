@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+PAD_TO_MULTIPLE = 64  # as raypipe.train pads the vocabulary
 OUTPUT_COLUMNS = ("generated_text", "finish_reason", "num_input_tokens", "num_generated_tokens", "error")
 
 
@@ -35,13 +36,18 @@ class TransformersGenerateStage:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         torch_dtype = torch.float32 if dtype == "auto" else getattr(torch, dtype)
         lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)
-        if len(self.tokenizer) > lm.get_input_embeddings().weight.shape[0]:
-            # Same padding rule as training, so a saved embedding (modules_to_save) fits.
-            lm.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=64)
+        rows = lm.get_input_embeddings().weight.shape[0]
         if adapter:
             from peft import PeftModel
 
+            # Training's rule (raypipe.train): vocab padded to a multiple of 64; the adapter
+            # then restores the trained rows of the added tokens exactly.
+            if len(self.tokenizer) > rows or rows % PAD_TO_MULTIPLE:
+                lm.resize_token_embeddings(max(len(self.tokenizer), rows), pad_to_multiple_of=PAD_TO_MULTIPLE,
+                                           mean_resizing=False)
             lm = PeftModel.from_pretrained(lm, adapter)
+        elif len(self.tokenizer) > rows:
+            lm.resize_token_embeddings(len(self.tokenizer), pad_to_multiple_of=PAD_TO_MULTIPLE)
         self.model = lm.eval()
         self.max_new_tokens = max_new_tokens
         self.stop = list(stop or [])
@@ -93,20 +99,22 @@ class TransformersGenerateStage:
         rows = []
         for i, seq in enumerate(out[:, prompt_len:].tolist()):
             n_input = int(enc["attention_mask"][i].sum())
-            rows.append({**self._finish(seq), "num_input_tokens": n_input, "error": ""})
+            rows.append({**finish_text(self.tokenizer, seq, self.stop_ids, self.stop), "num_input_tokens": n_input, "error": ""})
         return rows
 
-    def _finish(self, new_ids: list[int]) -> dict[str, Any]:
-        finish = "length"
-        for j, tid in enumerate(new_ids):
-            if tid in self.stop_ids:
-                new_ids, finish = new_ids[:j], "stop"
-                break
-        # Keep special tokens: the Decision Token (<|use_tool|>...) is what the decoder reads.
-        text = self.tokenizer.decode(new_ids, skip_special_tokens=False)
-        for s in self.stop:
-            if s in text:
-                text, finish = text[: text.index(s)], "stop"
-        if self.tokenizer.pad_token:
-            text = text.replace(self.tokenizer.pad_token, "")
-        return {"generated_text": text, "finish_reason": finish, "num_generated_tokens": len(new_ids)}
+
+def finish_text(tokenizer, new_ids: list[int], stop_ids: list[int], stop: list[str]) -> dict[str, Any]:
+    """Generated ids -> text cut at the first stop token or stop string, and why it ended."""
+    finish = "length"
+    for j, tid in enumerate(new_ids):
+        if tid in stop_ids:
+            new_ids, finish = new_ids[:j], "stop"
+            break
+    # Keep special tokens: the Decision Token (<|use_tool|>...) is what the decoder reads.
+    text = tokenizer.decode(new_ids, skip_special_tokens=False)
+    for s in stop:
+        if s in text:
+            text, finish = text[: text.index(s)], "stop"
+    if tokenizer.pad_token:
+        text = text.replace(tokenizer.pad_token, "")
+    return {"generated_text": text, "finish_reason": finish, "num_generated_tokens": len(new_ids)}
