@@ -31,3 +31,15 @@ def test_same_verdict_as_the_reference_checker(row):
     assert outcome["error_type"] == row["error_type"]
     if row["error"] is not None:  # None where the reference's message is a Python exception text
         assert outcome["errors"][0] == row["error"]
+
+
+DECODES = [json.loads(line) for line in (VECTORS.parent / "reference_decodes.jsonl").read_text(encoding="utf-8").splitlines()
+           if line.strip()]
+
+
+@pytest.mark.parametrize("row", DECODES, ids=[r["source"].rsplit("/", 2)[-2] + "-" + r["source"].rsplit(" ", 1)[-1]
+                                             for r in DECODES])
+def test_same_decoding_as_the_reference(row):
+    from raypipe.eval.decoders import decode
+
+    assert decode(row["raw"], row["decoder"]) == row["decoded"]
