@@ -57,7 +57,7 @@ def _add_bfcl(p) -> None:
     p.add_argument("--out", required=True, help="run directory (re-use it to resume)")
     p.add_argument("--categories", nargs="+", default=None, help=f"default: {' '.join(DEFAULT_CATEGORIES)}")
     p.add_argument("--limit", type=int, default=None, help="first N items of each category")
-    p.add_argument("--decoder", choices=["decision-token", "pythonic", "openai"], default=None,
+    p.add_argument("--decoder", choices=["decision-token", "pythonic", "openai", "json"], default=None,
                    help="default: the one that reads the format's output")
     p.add_argument("--underscore-to-dot", action="store_true")
     _add_generation(p)

@@ -38,7 +38,7 @@ class EvalBfclConfig:
     lang: Literal["en", "zhtw"] = "zhtw"
     categories: list[str] | None = None  # None: the five AST/relevance categories
     limit: int | None = None  # first N items of each category (smoke runs)
-    decoder: Literal["decision-token", "pythonic", "openai"] | None = None  # None: follows the format
+    decoder: Literal["decision-token", "pythonic", "openai", "json"] | None = None  # None: follows the format
     underscore_to_dot: bool = False
 
     def __post_init__(self) -> None:
@@ -50,7 +50,7 @@ def decoder_for_format(fmt: Any) -> str:
     """The scorer's decoder that reads what a model trained on `fmt` writes."""
     if getattr(fmt, "decision_token", False):
         return "decision-token"
-    return "pythonic" if getattr(fmt, "call_style", "pythonic") == "pythonic" else "decision-token"
+    return "pythonic" if getattr(fmt, "call_style", "pythonic") == "pythonic" else "json"
 
 
 def select_items(items: list[Any], limit: int | None) -> list[Any]:

@@ -90,6 +90,14 @@ def test_decoder_follows_the_format():
     assert decoder_for_format(SimpleNamespace(decision_token=True, call_style="pythonic")) == "decision-token"
     assert decoder_for_format(SimpleNamespace(decision_token=True, call_style="json")) == "decision-token"
     assert decoder_for_format(SimpleNamespace(decision_token=False, call_style="pythonic")) == "pythonic"
+    assert decoder_for_format(SimpleNamespace(decision_token=False, call_style="json")) == "json"
+
+
+def test_every_format_preset_maps_to_a_scorer_decoder():
+    from raypipe.eval.decoders import DECODERS
+    from raypipe.templates import PRESETS
+
+    assert all(decoder_for_format(fmt) in DECODERS for fmt in PRESETS.values())
 
 
 def test_limit_takes_the_first_items_of_each_category():
