@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from raypipe.registry import Command
+from dataclasses import dataclass
+
+from raypipe.registry import Command, Step
+
+
+@dataclass
+class ReportConfig:
+    runs: list[str]  # run directories holding REPORT.json and/or MTBENCH.json
+    out: str
+    names: list[str] | None = None  # display names, one per run
+
+
+def _step(cfg: ReportConfig, job) -> dict:
+    from raypipe.eval.report import write_report
+
+    return write_report(cfg.runs, cfg.out, names=cfg.names)
 
 
 def _add(p) -> None:
@@ -23,3 +38,5 @@ def _run(args) -> int:
 
 COMMANDS = [Command(path=("report",), help="compare evaluation runs: JSON + Markdown table + PNG chart",
                     add_arguments=_add, run=_run)]
+
+STEPS = [Step(kind="eval_report", config=ReportConfig, run=_step, help="compare evaluation runs")]
