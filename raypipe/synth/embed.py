@@ -44,8 +44,11 @@ class NgramEmbedder:
         self.dim = dim
         self.ngram = ngram
         self.idf = None
+        self._memo: dict[str, list[int]] = {}  # fit and embed see the same (often repeated) texts
 
     def _buckets(self, text: str) -> list[int]:
+        if text in self._memo:
+            return self._memo[text]
         out: list[int] = []
         lo, hi = self.ngram
         for w in words(text):
@@ -54,6 +57,8 @@ class NgramEmbedder:
             for n in range(lo, hi + 1):
                 for i in range(max(1, len(padded) - n + 1)):
                     out.append(zlib.crc32(padded[i : i + n].encode()) % self.dim)
+        if len(self._memo) < 200_000:
+            self._memo[text] = out
         return out
 
     def fit(self, texts: Iterable[str]) -> "NgramEmbedder":

@@ -16,7 +16,7 @@ operations then reshape it (each is pure: it returns a new path and leaves its i
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from raypipe.synth.toolgraph import ToolGraph
@@ -104,7 +104,6 @@ class OpsConfig:
     p_insert: float = 0.3  # per turn, when the graph knows a tool whose output feeds it
     p_merge: float = 0.2  # per pair of neighbouring single-call turns
     p_split: float = 0.3  # per turn with a required argument
-    tool_graph_kinds: list[str] = field(default_factory=lambda: ["return_param"])
 
 
 def apply_random_ops(fsp: list[FspTurn], graph: ToolGraph, rng: random.Random,

@@ -149,31 +149,34 @@ class _Matrices:
     param_offsets: Any  # (n_tools,) int64: first row of each tool
     returns: Any
     return_offsets: Any
-    base_names: list[str]  # tools sharing a base name (name~2 variants) never link
+    base_ids: Any  # (n_tools,) int64: tools sharing a name (name~2 variants) never link
+    param_names: list[list[str]]  # field names per tool, for an edge's `via`
+    return_names: list[list[str]]
 
 
 def embed_pool(specs: list[dict[str, Any]], embedder) -> _Matrices:
     import numpy as np
 
     def grouped(fields_of):
-        texts, offsets, counts = [], [], []
+        texts, offsets, names = [], [], []
         for spec in specs:
-            fields = [t for _, t in fields_of(spec)] or [""]  # keep one (zero) row per tool
+            fields = fields_of(spec)
+            names.append([f for f, _ in fields])
             offsets.append(len(texts))
-            counts.append(len(fields))
-            texts.extend(fields)
-        return texts, np.asarray(offsets, dtype=np.int64)
+            texts.extend([t for _, t in fields] or [""])  # keep one (zero) row per tool
+        return texts, np.asarray(offsets, dtype=np.int64), names
 
-    p_texts, p_off = grouped(param_fields)
-    r_texts, r_off = grouped(return_fields)
+    p_texts, p_off, p_names = grouped(param_fields)
+    r_texts, r_off, r_names = grouped(return_fields)
     if hasattr(embedder, "fit"):
         embedder.fit(p_texts + r_texts)
     p = embedder.embed(p_texts)
     r = embedder.embed(r_texts)
     p[[i for i, t in enumerate(p_texts) if not t]] = 0.0
     r[[i for i, t in enumerate(r_texts) if not t]] = 0.0
-    bases = [unwrap(s).get("name", "") for s in specs]
-    return _Matrices(p, p_off, r, r_off, bases)
+    ids: dict[str, int] = {}
+    bases = np.asarray([ids.setdefault(unwrap(s).get("name", ""), len(ids)) for s in specs], dtype=np.int64)
+    return _Matrices(p, p_off, r, r_off, bases, p_names, r_names)
 
 
 def _tool_max(rows_by_cols, row_offsets, col_offsets):
@@ -190,7 +193,7 @@ def edges_for_block(m: _Matrices, start: int, stop: int, min_score: float, top_k
 
     n = len(m.param_offsets)
     out: dict[str, list] = {"src": [], "dst": [], "kind": [], "score": []}
-    bases = np.asarray(m.base_names, dtype=object)
+    bases = m.base_ids
     for kind, left, left_off in (
         ("param_param", m.params, m.param_offsets),
         ("return_param", m.returns, m.return_offsets),
@@ -226,7 +229,7 @@ def _finish(specs, node_ids, candidates: list[dict], m: _Matrices, name: str, cf
     for (s, d, kind), score in sorted(best.items()):
         edges.append({
             "src": node_ids[s], "dst": node_ids[d], "kind": kind, "score": round(score, 4),
-            "via": _via(specs, m, s, d, kind),
+            "via": _via(m, s, d, kind),
         })
     meta = {"embedder": name, "min_score": cfg.min_score, "top_k": cfg.top_k}
     return ToolGraph(list(node_ids), list(specs), edges, meta)
@@ -237,19 +240,19 @@ def _rows(matrix, offsets, i: int):
     return matrix[offsets[i]:stop]
 
 
-def _via(specs, m: _Matrices, s: int, d: int, kind: str) -> str:
+def _via(m: _Matrices, s: int, d: int, kind: str) -> str:
     """The pair of fields that matched best, e.g. 'location~destination'."""
     import numpy as np
 
     if kind == "param_param":
-        left, lrows, sep = param_fields(specs[s]), _rows(m.params, m.param_offsets, s), "~"
+        left, lrows, sep = m.param_names[s], _rows(m.params, m.param_offsets, s), "~"
     else:
-        left, lrows, sep = return_fields(specs[s]), _rows(m.returns, m.return_offsets, s), "->"
-    right, rrows = param_fields(specs[d]), _rows(m.params, m.param_offsets, d)
+        left, lrows, sep = m.return_names[s], _rows(m.returns, m.return_offsets, s), "->"
+    right, rrows = m.param_names[d], _rows(m.params, m.param_offsets, d)
     if not left or not right:
         return ""
     i, j = np.unravel_index(int(np.argmax(lrows @ rrows.T)), (len(left), len(right)))
-    return f"{left[i][0]}{sep}{right[j][0]}"
+    return f"{left[i]}{sep}{right[j]}"
 
 
 def build_tool_graph(pool: ToolPool, cfg: GraphConfig | None = None, embedder=None) -> ToolGraph:

@@ -1,0 +1,188 @@
+"""MAGNET: multi-turn trajectories translated from function signature paths (FSP).
+
+Per path (one input row, one `raypipe.llm.run_llm_program` program run), turn by turn:
+
+- **back-translation** M_b(fs_h) = u_h: the user message that this signature step answers,
+  shaped by the step's node operation (an ``insert`` turn never names the prerequisite, a
+  ``merge`` turn asks for both things at once, an ``ask`` turn leaves out one required value,
+  an ``answer`` turn gives it);
+- **forth-translation** M_f(t_{h-1}, u_h, fs_h) = a_h: the assistant action given the previous
+  tool result, the user turn and the signature: a call of the step's function with arguments from
+  the conversation, or, at an ``ask`` turn, a question for the missing value. Checked by the
+  validator and against the signature; repaired once or the path is rejected with the reason;
+- tool results are simulated as in ToolFlow; each turn with calls ends with a short answer.
+
+`meta["actions"]` records every assistant message (index, kind, op, calls, missing, whether it
+is a prerequisite call): what `raypipe.synth.trajectories` corrupts into mDPO pairs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from raypipe.schema import Lineage, Message, Sample
+from raypipe.synth.agents import ACTION_FORMAT, checked_assistant_turn, simulate_results, specs_block, transcript
+from raypipe.synth.fsp_ops import FspTurn, OpsConfig, apply_random_ops, fsp_functions, random_walk_fsp
+from raypipe.synth.sampling import dialog_rng
+from raypipe.synth.toolgraph import ToolGraph
+from raypipe.synth.toolpool import unwrap
+
+STAGE = "magnet"
+WALK_KINDS = ("magnet",)  # MAGNET's judge-approved same-domain edges
+
+BACK_SYSTEM = (
+    "You write the user's side of a conversation with an AI assistant that can call functions "
+    "(back-translation of a function signature into a user request). Write the user's next "
+    "message so that answering it needs exactly the function call(s) described in the TASK, "
+    "fits the conversation so far, sounds like a real person (concise, no function names), and "
+    "gives concrete values for the arguments unless the TASK says to leave one out. Reply with "
+    "the message text only."
+)
+
+FORTH_SYSTEM = (
+    "You are an assistant that can call functions (forth-translation of a user request into an "
+    "action). Given the conversation, the latest tool result and the function signature this "
+    "step needs, produce the next action: call that function with every argument value taken "
+    "from the conversation or earlier tool results, or, if a required value was never given, ask "
+    "the user for it instead of guessing. " + ACTION_FORMAT
+)
+
+REPLY_SYSTEM = (
+    "You are a helpful assistant. The function results for the user's latest request are in "
+    "the conversation. Answer the user briefly and naturally from those results. Reply with the "
+    "answer text only."
+)
+
+
+@dataclass
+class PathConfig:
+    min_length: int = 2  # fs_1..fs_H before node operations
+    max_length: int = 4
+    distractors: int = 2  # extra functions offered in each dialog (what unrelated calls pick)
+    ops: OpsConfig = field(default_factory=OpsConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_length <= self.max_length:
+            raise ValueError("need 1 <= min_length <= max_length")
+
+
+def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: PathConfig) -> list[dict[str, Any]]:
+    """One row per FSP: walk, node operations, distractor functions; all seeded per path id."""
+    rows = []
+    for i in range(n):
+        pid = f"magnet-{seed}-{i:08d}"
+        rng = dialog_rng(seed, pid)
+        fsp = random_walk_fsp(graph, rng, rng.randint(cfg.min_length, cfg.max_length), WALK_KINDS)
+        fsp = apply_random_ops(fsp, graph, rng, cfg.ops)
+        used = fsp_functions(fsp)
+        names = {unwrap(graph.spec(n)).get("name") for n in used}
+        others = [n for n in graph.node_ids if unwrap(graph.spec(n)).get("name") not in names]
+        extra = rng.sample(sorted(others), min(cfg.distractors, len(others)))
+        rows.append({
+            "id": pid,
+            "fsp": json.dumps([t.to_dict() for t in fsp]),
+            "functions": json.dumps([unwrap(graph.spec(x)) for x in [*used, *extra]], ensure_ascii=False),
+            "names": json.dumps({x: unwrap(graph.spec(x)).get("name") for x in used}),
+        })
+    return rows
+
+
+def signature_text(spec: dict[str, Any], missing: str | None = None) -> str:
+    """get_distance(from_loc: string, to_loc: string); a missing argument shows as `?`."""
+    params = (spec.get("parameters") or {}).get("properties") or {}
+    args = ", ".join(("?" if p == missing else f"{p}: {s.get('type', 'any')}") for p, s in params.items())
+    return f"{spec['name']}({args}) - {spec.get('description', '')}"
+
+
+def task_text(turn: FspTurn, specs: dict[str, dict], names: dict[str, str]) -> str:
+    """What the back-translation must make the user ask for, by node operation."""
+    sig = {c: signature_text(specs[names[c]]) for c in turn.calls}
+    if turn.op == "ask":
+        fn, arg = turn.missing
+        return (f"The user wants what {signature_text(specs[names[fn]], arg)} gives, but does NOT "
+                f"give any value for `{arg}` (the assistant will have to ask for it).")
+    if turn.op == "answer":
+        fn, arg = turn.missing
+        return (f"The assistant just asked for `{arg}` of {names[fn]}. The user answers with a "
+                f"concrete value for `{arg}` and nothing else new.")
+    if turn.op == "insert":
+        pre, main = turn.calls[0], turn.calls[-1]
+        return (f"The user wants the result of {sig[main]}. They do not know the value "
+                f"`{(turn.feeds or '').split('->')[-1]}` needs, but give what {sig[pre]} needs to "
+                "find it. Do not mention that first step.")
+    if turn.op == "merge":
+        return "In one message the user asks for two things: " + " AND ".join(sig.values())
+    return f"The user asks for something that needs: {sig[turn.calls[0]]}"
+
+
+def make_program():
+    async def program(row: dict[str, Any], client) -> dict[str, Any]:
+        from raypipe.llm import RowError
+
+        fsp = [FspTurn.from_dict(d) for d in json.loads(row["fsp"])]
+        functions = json.loads(row["functions"])
+        names = json.loads(row["names"])  # node id -> function name
+        specs = {f["name"]: f for f in functions}
+        messages: list[Message] = []
+        actions: list[dict[str, Any]] = []
+        for h, turn in enumerate(fsp):
+            user = (await client.chat([
+                {"role": "system", "content": BACK_SYSTEM},
+                {"role": "user", "content": f"CONVERSATION SO FAR:\n{transcript(messages)}\n\n"
+                                            f"TASK: {task_text(turn, specs, names)}"},
+            ])).text.strip()
+            if not user:
+                raise RowError(f"turn {h}: back-translation wrote an empty user message")
+            messages.append(Message("user", user))
+            steps = [None] if turn.op == "ask" else [names[c] for c in turn.calls]
+            for k, fn in enumerate(steps):
+                want = (signature_text(specs[names[turn.missing[0]]], turn.missing[1])
+                        + f"  (`{turn.missing[1]}` was not given: ask the user for it)"
+                        if fn is None else signature_text(specs[fn]))
+                prompt = [
+                    {"role": "system", "content": FORTH_SYSTEM},
+                    {"role": "user", "content": f"{specs_block(functions)}\n\nCONVERSATION SO FAR:\n"
+                                                f"{transcript(messages)}\n\nTHIS STEP NEEDS: {want}"},
+                ]
+                msg, _ = await checked_assistant_turn(
+                    client, prompt, functions, messages, f"t{h}s{k}", f"turn {h} step {k}",
+                    _expect_question if fn is None else _expect_call(fn))
+                actions.append({
+                    "message": len(messages), "kind": "ask" if fn is None else "call", "op": turn.op,
+                    "calls": [names[c] for c in turn.calls],
+                    "missing": [names.get(turn.missing[0]), turn.missing[1]] if turn.missing else None,
+                    "prerequisite": bool(turn.feeds) and len(steps) > 1 and k == 0, "feeds": turn.feeds,
+                })
+                messages.append(msg)
+                if msg.tool_calls:
+                    messages += await simulate_results(client, functions, messages, msg.tool_calls)
+            if turn.op != "ask":
+                reply = (await client.chat([
+                    {"role": "system", "content": REPLY_SYSTEM},
+                    {"role": "user", "content": f"CONVERSATION SO FAR:\n{transcript(messages)}"},
+                ])).text.strip()
+                if not reply:
+                    raise RowError(f"turn {h}: the final answer is empty")
+                actions.append({"message": len(messages), "kind": "reply", "op": turn.op, "calls": []})
+                messages.append(Message("assistant", reply))
+        sample = Sample(
+            id=row["id"], functions=functions, messages=messages, source=STAGE,
+            meta={"fsp": [t.to_dict() for t in fsp], "actions": actions},
+            lineage=[Lineage(stage=STAGE)],
+        )
+        return sample.to_row()
+
+    return program
+
+
+def _expect_question(msg: Message) -> list[str]:
+    return ["a required value is missing: ask the user for it, do not call"] if msg.tool_calls else []
+
+
+def _expect_call(name: str):
+    def check(msg: Message) -> list[str]:
+        got = [c.name for c in msg.tool_calls]
+        return [] if got == [name] else [f"this step must call exactly {name} once, got {got or 'text'}"]
+    return check
