@@ -122,28 +122,36 @@ def plot_runs(runs: list[dict[str, Any]], path: str | Path) -> Path:
     groups = [c for c in CATEGORIES if any(c in r["categories"] for r in runs)]
     labels = [SHORT[c] for c in groups]
     values = [[(r["categories"].get(c) or {}).get("accuracy") for c in groups] for r in runs]
+    cis = [[(r["categories"].get(c) or {}).get("ci95") for c in groups] for r in runs]
     if any(r["ast_summary"] is not None for r in runs):
         labels.append("AST Summary")
-        for v, r in zip(values, runs):
+        for v, ci, r in zip(values, cis, runs):
             v.append(r["ast_summary"])
+            ci.append(None)
     has_mt = any(r["mt_bench"] is not None for r in runs)
     fig, axes = plt.subplots(1, 2 if has_mt else 1, figsize=(11 if has_mt else 9, 4.5),
                              gridspec_kw={"width_ratios": [4, 1]} if has_mt else None, squeeze=False)
     ax = axes[0][0]
     width = 0.8 / max(len(runs), 1)
-    for i, (r, vals) in enumerate(zip(runs, values)):
+    for i, (r, vals, ci) in enumerate(zip(runs, values, cis)):
         xs = [j + (i - (len(runs) - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, [100 * (v or 0) for v in vals], width, label=r["name"])
+        heights = [float("nan") if v is None else 100 * v for v in vals]  # missing: no bar, not 0
+        err = [[0 if c is None or v is None else max(0.0, 100 * (v - c[0])) for v, c in zip(vals, ci)],
+               [0 if c is None or v is None else max(0.0, 100 * (c[1] - v)) for v, c in zip(vals, ci)]]
+        bars = ax.bar(xs, heights, width, yerr=err, capsize=2, label=r["name"], error_kw={"lw": 0.8})
+        ax.bar_label(bars, labels=["" if v is None else f"{100 * v:.1f}" for v in vals], fontsize=6, padding=1)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=15)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.set_ylim(0, 115)  # headroom for the value labels and the legend
     ax.set_title("BFCL (AST and relevance)")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=min(len(runs), 4), loc="upper left")
     if has_mt:
         mx = axes[0][1]
-        mx.bar(range(len(runs)), [r["mt_bench"] or 0 for r in runs],
-               color=[f"C{i}" for i in range(len(runs))])
+        scores = [r["mt_bench"] for r in runs]
+        bars = mx.bar(range(len(runs)), [float("nan") if v is None else v for v in scores],
+                      color=[f"C{i}" for i in range(len(runs))])
+        mx.bar_label(bars, labels=["-" if v is None else f"{v:.2f}" for v in scores], fontsize=7, padding=1)
         mx.set_xticks(range(len(runs)))
         mx.set_xticklabels([r["name"] for r in runs], rotation=30, fontsize="small")
         mx.set_ylim(0, 10)
