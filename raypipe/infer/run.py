@@ -56,7 +56,7 @@ def generate(rows: list[dict[str, Any]], cfg: GenerationConfig) -> Iterator[dict
                 continue_on_error=cfg.continue_on_error,
             ),
             batch_size=cfg.batch_size,
-            concurrency=cfg.replicas,
+            compute=ray.data.ActorPoolStrategy(size=cfg.replicas),
             num_cpus=cfg.cpus_per_replica,
         )
     yield from _rows(ds.iter_rows())

@@ -95,7 +95,7 @@ def to_output_row(row: dict[str, Any]) -> dict[str, Any]:
     """A processor row in raypipe's output columns (engine-only columns dropped)."""
     drop = {"sampling_params", "model", "prompt_token_ids", "generated_tokens", "request_id",
             "time_taken_llm", "params", "metrics", "embeddings", "generated_logprobs",
-            "prompt_logprobs", "__inference_error__"}
+            "prompt_logprobs", "logprobs", "__inference_error__"}
     error = str(row.get("__inference_error__") or "")
     out = {k: v for k, v in row.items() if k not in drop and k not in {
         "generated_text", "num_input_tokens", "num_generated_tokens", "finish_reason"}}

@@ -1,0 +1,66 @@
+"""MT-Bench judging end to end: rows through raypipe's LLM engine (Ray Data actors, real HTTP,
+the real `openai` client) against the local mock server, ratings extracted, failures recorded."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+QUESTIONS = [
+    {"question_id": 1, "category": "writing", "turns": ["Write a haiku.", "Make it about rain."]},
+    {"question_id": 2, "category": "math", "turns": ["What is 2+2?"], "reference": ["4"]},
+    {"question_id": 3, "category": "roleplay", "turns": ["Pretend to be a cat."]},
+]
+ANSWERS = [
+    {"question_id": 1, "choices": [{"index": 0, "turns": ["GOOD haiku", "BAD rain"]}]},
+    {"question_id": 2, "turns": ["MULTI 4"]},
+    {"question_id": 3, "turns": ["SILENT meow"]},
+]
+
+
+def judge_responder(body: dict) -> str:
+    """Grades the reply under judgment (the last assistant turn shown)."""
+    prompt = body["messages"][-1]["content"]
+    reply = prompt.split("[Assistant]\n")[-1]
+    if reply.startswith("GOOD"):
+        return "Vivid and on topic.\nRating: [[9]]"
+    if reply.startswith("BAD"):
+        return "Ignores the request.\nRating: [[2]]"
+    if reply.startswith("MULTI"):
+        return "Correct per the reference, so [[8]]... on reflection Rating: [[7]]"
+    return "A fine answer, I'd give it eight out of ten."
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_judge_through_the_llm_engine_and_mock_server(local_ray, tmp_path, monkeypatch):
+    from raypipe.eval.judge import run_judge
+    from raypipe.llm import LLMConfig
+    from raypipe.testing.server import MockLLMServer
+
+    monkeypatch.setenv("MOCK_JUDGE_KEY", "sk-test")
+    q = _jsonl(tmp_path / "q.jsonl", QUESTIONS)
+    a = _jsonl(tmp_path / "a.jsonl", ANSWERS)
+    with MockLLMServer(responder=judge_responder) as srv:
+        llm = LLMConfig(base_url=srv.base_url, model="judge", api_key_env="MOCK_JUDGE_KEY",
+                        num_actors=1, concurrency=4, progress_interval_s=0)
+        summary = run_judge(q, a, llm, tmp_path / "out")
+        assert srv.stats.requests == 4  # one call per (question, turn)
+
+        assert summary["score"] == pytest.approx((9 + 2) / 2)
+        assert summary["judgments"] == 4 and summary["rated"] == 2
+        unrated = {u["id"]: u["reason"] for u in summary["unrated"]}
+        assert unrated == {"2/turn1": "several different ratings: [[8]], [[7]]",
+                           "3/turn1": "no [[rating]] in the judgment"}
+        assert summary["turns"] == {"1": {"score": 9.0, "rated": 1}, "2": {"score": 2.0, "rated": 1}}
+        saved = json.loads((tmp_path / "out" / "MTBENCH.json").read_text())
+        assert saved["score"] == summary["score"] and saved["judge_model"] == "judge"
+
+        # a re-run resumes by row id: nothing is judged (or paid for) twice
+        again = run_judge(q, a, llm, tmp_path / "out")
+        assert srv.stats.requests == 4
+        assert again["score"] == summary["score"] and again["rated"] == 2
