@@ -1,0 +1,360 @@
+"""`LLMClient`: the one place where raypipe talks to an OpenAI-compatible chat API.
+
+Every call goes through, in this order: the request cache (a hit costs nothing), in-flight
+de-duplication (identical requests in one worker are sent once), the concurrency cap, the
+job-wide rate limiter, and the retry loop. Retries live here and only here:
+
+- retryable: 429, 408, 409, 5xx, timeouts, connection errors, malformed response bodies;
+  exponential backoff with full jitter, or the server's Retry-After when it sends one;
+- not retryable: any other 4xx -> `RowError` at once (the row goes to rejects);
+- 401/403, or an endpoint with no successful answer for `endpoint_down_after_s` ->
+  `FatalJobError` (the job stops with one message).
+
+The client is created on the worker from a plain `LLMConfig`; it refuses to be pickled, and the
+API key it reads from the environment never appears in its messages (they are scrubbed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from raypipe.errors import FatalJobError
+from raypipe.llm.cache import RequestCache, cache_key
+from raypipe.llm.config import LLMConfig
+from raypipe.llm.errors import RowError
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+FATAL_STATUS = frozenset({401, 403})
+
+
+@dataclass
+class Completion:
+    text: str
+    usage: dict[str, int]  # prompt_tokens, completion_tokens (zeros for cache hits)
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+@dataclass
+class Accounting:
+    """What this client did; the stage sends deltas of it to the driver with each batch."""
+
+    requests: int = 0  # HTTP requests sent (attempts, retries included)
+    responses: int = 0  # successful answers
+    cache_hits: int = 0
+    retries: int = 0
+    throttled: int = 0  # 429 answers
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)  # kind -> count
+
+    def add(self, name: str, amount: float = 1) -> None:
+        setattr(self, name, getattr(self, name) + amount)
+
+    def snapshot(self) -> dict:
+        return {
+            "requests": self.requests, "responses": self.responses, "cache_hits": self.cache_hits,
+            "retries": self.retries, "throttled": self.throttled,
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd, "failures": dict(self.failures),
+        }
+
+
+# The Accounting of the batch (or row) being processed: set by the stage around a batch so that
+# concurrent batches of one worker each count only their own requests.
+batch_accounting: contextvars.ContextVar[Accounting | None] = contextvars.ContextVar(
+    "batch_accounting", default=None
+)
+
+
+def estimate_tokens(messages: list[dict]) -> int:
+    """chars/4: good enough to book rate-limit budget before `usage` corrects it."""
+    return max(1, sum(len(str(m.get("content") or "")) for m in messages) // 4)
+
+
+class LLMClient:
+    def __init__(self, config: LLMConfig, limiter: Any = None, cache: RequestCache | None = None):
+        self.config = config
+        self.limiter = limiter  # LocalLimiter / RayLimiter or None
+        self.cache = cache if cache is not None else (
+            RequestCache(config.cache_dir) if config.cache_dir else None
+        )
+        self.acct = Accounting()
+        self._openai = None
+        self._api_key: str | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._pause_until = 0.0  # after a 429 every request of this worker waits until then
+        self._last_success = time.monotonic()
+
+    def __reduce__(self):
+        raise TypeError("LLMClient holds a live connection: pass the LLMConfig and build it on the worker")
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _client(self):
+        if self._openai is None:
+            import openai
+            from openai._base_client import DEFAULT_CONNECTION_LIMITS
+
+            self._api_key = self.config.api_key()
+            # Keep a connection alive per request in flight (the default keeps 100), without
+            # naming the HTTP library openai bundles (its module name varies by version).
+            limits = type(DEFAULT_CONNECTION_LIMITS)(
+                max_connections=max(1000, self.config.concurrency + 16),
+                max_keepalive_connections=self.config.concurrency + 16,
+            )
+            self._openai = openai.AsyncOpenAI(
+                base_url=self.config.base_url,
+                api_key=self._api_key,
+                max_retries=0,  # retries are ours (jitter, Retry-After, accounting)
+                timeout=self.config.timeout_s,
+                default_headers=self.config.extra_headers or None,
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.config.timeout_s),
+            )
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        return self._openai
+
+    def scrub(self, text: str) -> str:
+        """Remove the API key from any text that may reach a log, a reject or an error."""
+        if self._api_key and len(self._api_key) >= 4:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def request_params(self, params: dict) -> dict:
+        out = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        if self.config.response_format:
+            out["response_format"] = {"type": self.config.response_format}
+        out.update(params)
+        return out
+
+    async def close(self) -> None:
+        if self._openai is not None:
+            await self._openai.close()
+            self._openai = None
+
+    # -- the API ---------------------------------------------------------------------------
+    async def chat(self, messages: list[dict], **params: Any) -> Completion:
+        """One chat completion (cached, de-duplicated, rate limited, retried)."""
+        params = self.request_params(params)
+        key = cache_key(self.config.model, messages, params)
+        if self.cache is not None:
+            entry = await asyncio.to_thread(self.cache.get, key)
+            if entry is not None:
+                self._count("cache_hits")
+                return Completion(entry["text"], {"prompt_tokens": 0, "completion_tokens": 0},
+                                  cached=True, finish_reason=entry.get("finish_reason"))
+        if key in self._inflight:  # the same request is on its way: share its answer
+            completion = await asyncio.shield(self._inflight[key])
+            return Completion(completion.text, {"prompt_tokens": 0, "completion_tokens": 0},
+                              cached=True, finish_reason=completion.finish_reason)
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            completion = await self._send_with_retries(messages, params)
+            if self.cache is not None:
+                entry = {"text": completion.text, "finish_reason": completion.finish_reason,
+                         "usage": completion.usage, "model": self.config.model, "created": time.time()}
+                await asyncio.to_thread(self.cache.put, key, entry)
+            future.set_result(completion)
+            return completion
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def chat_json(self, messages: list[dict], validate: Callable[[Any], Any] | None = None,
+                        **params: Any) -> Any:
+        """Parse the answer as JSON (and `validate(obj)` it); on failure re-ask with the error
+        fed back, at most `max_reasks` times; then `RowError`. `validate` may return a new
+        object (used instead) or None (keep the parsed one), and raises ValueError to re-ask."""
+        messages = list(messages)
+        reason = ""
+        for attempt in range(self.config.max_reasks + 1):
+            completion = await self.chat(messages, **params)
+            try:
+                obj = parse_json_answer(completion.text)
+            except ValueError as exc:
+                reason = f"parse error: {exc}"
+                problem = f"Your answer is not valid JSON ({exc})."
+            else:
+                if validate is None:
+                    return obj
+                try:
+                    checked = validate(obj)
+                    return obj if checked is None else checked
+                except RowError:
+                    raise
+                except ValueError as exc:
+                    reason = f"validation error: {exc}"
+                    problem = f"Your answer does not meet the requirements: {exc}"
+            if attempt < self.config.max_reasks:
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": completion.text},
+                    {"role": "user", "content": f"{problem} Reply again with only the corrected JSON."},
+                ]
+        raise RowError(f"{reason} (after {self.config.max_reasks} re-asks)")
+
+    # -- retries -----------------------------------------------------------------------------
+    async def _send_with_retries(self, messages: list[dict], params: dict) -> Completion:
+        client = self._client()
+        assert self._semaphore is not None
+        booked = estimate_tokens(messages) + int(params.get("max_tokens") or 0)
+        last = ""
+        for attempt in range(self.config.max_retries + 1):
+            wait = self._pause_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.limiter is not None:
+                delay = await self.limiter.reserve(booked)
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            async with self._semaphore:
+                self._count("requests")
+                try:
+                    response = await client.chat.completions.create(
+                        model=self.config.model, messages=messages, **params
+                    )
+                    completion = self._completion(response)
+                except Exception as exc:  # classified below; nothing escapes unclassified
+                    error = exc
+                    kind, status, retry_after = classify(exc)
+                else:
+                    self._last_success = time.monotonic()
+                    self._account(completion)
+                    if self.limiter is not None:
+                        used = completion.usage["prompt_tokens"] + completion.usage["completion_tokens"]
+                        await self.limiter.done(used - booked)
+                    return completion
+            self._count_failure(kind)
+            last = self.scrub(describe(kind, status, error))
+            if kind == "fatal":
+                raise FatalJobError(
+                    f"{self.config.base_url} refused the credentials (HTTP {status}): check the "
+                    f"API key in environment variable {self.config.api_key_env}"
+                )
+            if kind == "client":
+                raise RowError(f"http error: {last}")
+            if status == 429:
+                self._count("throttled")
+            if attempt == self.config.max_retries:
+                break
+            backoff = min(self.config.backoff_max_s, self.config.backoff_base_s * 2 ** attempt)
+            delay = retry_after if retry_after is not None else random.uniform(0.5, 1.0) * backoff
+            if status == 429:
+                delay = delay if retry_after is not None else backoff
+                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                if self.limiter is not None:
+                    await self.limiter.throttle(delay)
+            self._count("retries")
+            await asyncio.sleep(delay + random.uniform(0, 0.1 * delay))
+        down_for = time.monotonic() - self._last_success
+        if kind == "connection" and down_for > self.config.endpoint_down_after_s:
+            raise FatalJobError(
+                f"{self.config.base_url} is unreachable: no successful answer for {down_for:.0f}s "
+                f"(last error: {last})"
+            )
+        raise RowError(f"http error: {last} (gave up after {self.config.max_retries + 1} attempts)")
+
+    def _completion(self, response) -> Completion:
+        choice = response.choices[0]
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=choice.message.content or "",
+            usage={
+                "prompt_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+            },
+            finish_reason=choice.finish_reason,
+        )
+
+    def _count(self, name: str, amount: float = 1) -> None:
+        self.acct.add(name, amount)
+        local = batch_accounting.get()
+        if local is not None:
+            local.add(name, amount)
+
+    def _count_failure(self, kind: str) -> None:
+        for acct in (self.acct, batch_accounting.get()):
+            if acct is not None:
+                acct.failures[kind] = acct.failures.get(kind, 0) + 1
+
+    def _account(self, completion: Completion) -> None:
+        prompt, done = completion.usage["prompt_tokens"], completion.usage["completion_tokens"]
+        self._count("responses")
+        self._count("prompt_tokens", prompt)
+        self._count("completion_tokens", done)
+        self._count("cost_usd", self.config.cost_usd(prompt, done))
+
+
+def classify(exc: BaseException) -> tuple[str, int | None, float | None]:
+    """(kind, HTTP status, Retry-After seconds). kind: fatal | client | retry | connection."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status in FATAL_STATUS:
+            return "fatal", status, None
+        if status in RETRYABLE_STATUS or status >= 500:
+            return "retry", status, _retry_after(exc.response)
+        return "client", status, None
+    if isinstance(exc, openai.APITimeoutError):
+        return "retry", None, None
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection", None, None
+    if isinstance(exc, (ValueError, openai.APIResponseValidationError, IndexError, AttributeError)):
+        return "retry", None, None  # a malformed body (JSONDecodeError is a ValueError)
+    raise exc
+
+
+def describe(kind: str, status: int | None, exc: BaseException) -> str:
+    import openai
+
+    if status is not None:
+        message = ""
+        if isinstance(exc, openai.APIStatusError) and isinstance(exc.body, dict):
+            message = str(exc.body.get("message") or exc.body.get("error") or "")
+        return f"HTTP {status}{': ' + message[:200] if message else ''}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "request timed out"
+    if kind == "connection":
+        return "connection error"
+    return f"malformed response ({type(exc).__name__})"
+
+
+def _retry_after(response) -> float | None:
+    try:
+        value = response.headers.get("retry-after-ms")
+        if value is not None:
+            return float(value) / 1000.0
+        value = response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+def parse_json_answer(text: str) -> Any:
+    """JSON from a completion: the whole text, or inside a ``` fence, or the outermost {...}."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = stripped.split("\n", 1)[1] if "\n" in stripped else ""
+        stripped = stripped.rsplit("```", 1)[0].strip()
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError as first:
+        start, end = stripped.find("{"), stripped.rfind("}")
+        if 0 <= start < end:
+            try:
+                return json.loads(stripped[start : end + 1])
+            except json.JSONDecodeError:
+                pass
+        raise ValueError(f"{first.msg} at char {first.pos}") from None
