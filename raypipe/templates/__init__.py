@@ -12,6 +12,7 @@ from raypipe.templates.formats import (
     get_format,
     special_tokens,
 )
+from raypipe.templates.jinja import chat_template, save_tokenizer, to_chat_messages
 from raypipe.templates.parse import ParsedCompletion, parse_completion
 from raypipe.templates.pythonic import format_calls, parse_pythonic
 from raypipe.templates.render import prompt_and_target, render, render_prompt, render_spans
@@ -32,6 +33,7 @@ __all__ = [
     "ParsedCompletion",
     "TokenizationDrift",
     "add_special_tokens",
+    "chat_template",
     "format_calls",
     "format_name",
     "get_format",
@@ -41,6 +43,8 @@ __all__ = [
     "render",
     "render_prompt",
     "render_spans",
+    "save_tokenizer",
     "special_tokens",
+    "to_chat_messages",
     "tokenize_sample",
 ]
