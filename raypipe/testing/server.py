@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 Responder = Callable[[dict], str]
@@ -55,6 +55,8 @@ class FaultConfig:
     retry_after_s: float | None = 0.05  # Retry-After header on 429s (None: no header)
     timeout_sleep_s: float = 30.0
     seed: int = 0
+    fail_first: int = 0  # deterministic: the first N requests of every content key fail ...
+    fail_first_with: str = "5xx"  # ... with "429" | "5xx" | "timeout" | "drop" | "malformed"
 
 
 @dataclass
@@ -77,8 +79,9 @@ class ServerStats:
         return self.ok / max(self.last_ok_t - self.first_request_t, 1e-9)
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["status"] = {str(k): v for k, v in self.status.items()}
+        d["by_key"], d["ok_by_key"] = dict(self.by_key), dict(self.ok_by_key)
         return d
 
     @classmethod
@@ -225,6 +228,8 @@ class _App:
             ("drop", f.rate_drop), ("malformed", f.rate_malformed),
         ]
         fault = None
+        if f.fail_first and self.stats.by_key[key] <= f.fail_first:
+            fault, edges = f.fail_first_with, []
         for name, rate in edges:
             if draw < rate:
                 fault = name
@@ -234,7 +239,8 @@ class _App:
             headers = {"Retry-After": f"{f.retry_after_s:g}"} if f.retry_after_s is not None else None
             return self._error(429, "injected rate limit", headers)
         if fault == "5xx":
-            return self._error(self.rng.choice([500, 502, 503]), "injected server error")
+            status = 503 if f.fail_first else self.rng.choice([500, 502, 503])
+            return self._error(status, "injected server error")
 
         self.in_flight += 1
         with self.lock:
@@ -290,9 +296,9 @@ def _serve(app_state: _App, sock: socket.socket, ready: threading.Event, holder:
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    runner = web.AppRunner(app_state.build(), access_log=None, handle_signals=False)
+    runner = web.AppRunner(app_state.build(), access_log=None, handle_signals=False, shutdown_timeout=0.1)
     loop.run_until_complete(runner.setup())
-    site = web.SockSite(runner, sock, shutdown_timeout=0.1)
+    site = web.SockSite(runner, sock)
     loop.run_until_complete(site.start())
     stop = asyncio.Event()
     holder["loop"], holder["stop"] = loop, stop

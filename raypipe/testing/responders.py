@@ -1,0 +1,51 @@
+"""Responder helpers for `MockLLMServer`: small functions from a request body to the answer text.
+
+A responder gets the chat-completions request body (a dict) and returns the assistant text,
+or raises `ResponderError(status, message)` to answer with an HTTP error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from raypipe.testing.server import ResponderError, echo_responder
+
+__all__ = ["ResponderError", "echo_responder", "json_responder", "last_user_message",
+           "reask_aware", "fail_when"]
+
+
+def last_user_message(body: dict) -> str:
+    users = [m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "user"]
+    return users[-1] if users else ""
+
+
+def json_responder(fn: Callable[[dict], Any]) -> Callable[[dict], str]:
+    """`fn(body) -> JSON-able value`; the answer is its JSON text."""
+
+    def respond(body: dict) -> str:
+        return json.dumps(fn(body), ensure_ascii=False)
+
+    return respond
+
+
+def reask_aware(first: Callable[[dict], str], after_reask: Callable[[dict], str]) -> Callable[[dict], str]:
+    """Answer with `first` to a fresh request and with `after_reask` once the conversation
+    already holds an assistant answer (i.e. the client re-asked with the error fed back)."""
+
+    def respond(body: dict) -> str:
+        reasked = any(m.get("role") == "assistant" for m in body.get("messages", []))
+        return after_reask(body) if reasked else first(body)
+
+    return respond
+
+
+def fail_when(predicate: Callable[[dict], bool], status: int, inner: Callable[[dict], str] = echo_responder):
+    """HTTP `status` for requests matching `predicate`, `inner` for the rest."""
+
+    def respond(body: dict) -> str:
+        if predicate(body):
+            raise ResponderError(status, f"refused by test responder (HTTP {status})")
+        return inner(body)
+
+    return respond

@@ -1,0 +1,148 @@
+"""Pure parts of the LLM engine: cache keys and files, rate schedule, config, JSON parsing."""
+
+import json
+import os
+
+import pytest
+
+from raypipe.config import ConfigError, load_config
+from raypipe.llm import LLMConfig, RequestCache, cache_key, parse_json_answer
+from raypipe.llm.client import classify
+from raypipe.llm.limiter import RateSchedule
+from raypipe.llm.store import StageStore
+
+pytestmark = pytest.mark.unit
+
+MSGS = [{"role": "user", "content": "hi"}]
+
+
+def test_cache_key_depends_on_everything_that_changes_the_answer():
+    base = cache_key("m", MSGS, {"temperature": 0.0, "max_tokens": 10})
+    assert base == cache_key("m", [dict(MSGS[0])], {"max_tokens": 10, "temperature": 0.0})
+    assert base != cache_key("m2", MSGS, {"temperature": 0.0, "max_tokens": 10})
+    assert base != cache_key("m", [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 10})
+    assert base != cache_key("m", MSGS, {"temperature": 0.5, "max_tokens": 10})
+    assert base != cache_key("m", MSGS, {"temperature": 0.0, "max_tokens": 10,
+                                          "response_format": {"type": "json_object"}})
+
+
+def test_cache_roundtrip_atomic_files_and_corrupt_entry_is_a_miss(tmp_path):
+    cache = RequestCache(str(tmp_path / "c"))
+    key = cache_key("m", MSGS, {})
+    assert cache.get(key) is None
+    cache.put(key, {"text": "hello"})
+    assert cache.get(key) == {"text": "hello"}
+    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs]
+    assert files == [str(tmp_path / "c" / key[:2] / f"{key}.json")]  # no temp file left behind
+    with open(files[0], "w") as f:
+        f.write('{"text": "half')  # e.g. a foreign tool wrote half a file
+    assert cache.get(key) is None
+    assert RequestCache(str(tmp_path / "c")).stats()["entries"] == 1
+
+
+def test_cache_object_pickles_without_filesystem_handle(tmp_path):
+    import pickle
+
+    cache = RequestCache(str(tmp_path))
+    cache.put("ab" * 32, {"text": "x"})
+    clone = pickle.loads(pickle.dumps(cache))
+    assert clone.get("ab" * 32) == {"text": "x"}
+
+
+def test_rate_schedule_spaces_requests_at_the_rate():
+    s = RateSchedule(requests_per_minute=600, tokens_per_minute=None)
+    waits = [s.reserve(10, now=100.0) for _ in range(5)]
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+def test_rate_schedule_tokens_and_usage_correction():
+    s = RateSchedule(requests_per_minute=None, tokens_per_minute=6000)  # 100 tokens/s
+    assert s.reserve(200, now=0.0) == 0.0
+    assert s.reserve(200, now=0.0) == pytest.approx(2.0)  # the first 200 tokens drain first
+    s.done(-300)  # usage: the two requests cost 300 tokens less than booked
+    assert s.reserve(1, now=0.0) == pytest.approx(1.0)
+
+
+def test_rate_schedule_throttle_pauses_and_slows_then_recovers():
+    s = RateSchedule(requests_per_minute=600, tokens_per_minute=None)
+    s.reserve(1, now=0.0)
+    s.throttle(retry_after_s=2.0, now=0.0)
+    assert s.reserve(1, now=0.0) == pytest.approx(2.0)
+    assert s.scale == pytest.approx(0.9)
+    gap = s.reserve(1, now=0.0) - 2.0
+    assert gap == pytest.approx(1 / (10 * 0.9))
+    for _ in range(100):
+        s.done(0)
+    assert s.scale == 1.0
+
+
+def test_llm_config_embeds_in_step_configs_and_rejects_bad_values():
+    cfg = load_config(LLMConfig, {"model": "gpt-4o-mini", "concurrency": 8, "prices": {"x": {"prompt": 1, "completion": 2}}})
+    assert cfg.concurrency == 8 and cfg.prices["x"].completion == 2.0
+    with pytest.raises(ConfigError) as err:
+        load_config(LLMConfig, {"api_key": "sk-no", "concurrency": 0}, where="job: llm")
+    text = str(err.value)
+    assert "job: llm.api_key: unknown key" in text
+
+
+def test_llm_config_rejects_bad_numbers_and_computes_cost():
+    with pytest.raises(ValueError, match="concurrency"):
+        LLMConfig(concurrency=0)
+    cfg = LLMConfig(model="gpt-4o-mini")
+    assert cfg.cost_usd(1_000_000, 1_000_000) == pytest.approx(0.75)
+
+
+def test_api_key_comes_from_the_named_env_var_only(monkeypatch):
+    from raypipe.errors import FatalJobError
+
+    monkeypatch.delenv("RAYPIPE_UNIT_KEY", raising=False)
+    cfg = LLMConfig(api_key_env="RAYPIPE_UNIT_KEY")
+    with pytest.raises(FatalJobError, match="RAYPIPE_UNIT_KEY is not set"):
+        cfg.api_key()
+    monkeypatch.setenv("RAYPIPE_UNIT_KEY", "sk-123")
+    assert cfg.api_key() == "sk-123"
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [('{"a": 1}', {"a": 1}), ('```json\n{"a": 1}\n```', {"a": 1}), ('Sure: {"a": [1]} done', {"a": [1]})],
+)
+def test_parse_json_answer(text, expected):
+    assert parse_json_answer(text) == expected
+
+
+def test_parse_json_answer_error_is_value_error():
+    with pytest.raises(ValueError):
+        parse_json_answer("no json here")
+
+
+def test_classify_statuses():
+    import httpx2 as httpx  # the HTTP library this openai build uses
+    import openai
+
+    def status_error(code, headers=None):
+        req = httpx.Request("POST", "http://127.0.0.1/v1/chat/completions")
+        resp = httpx.Response(code, headers=headers or {}, request=req)
+        return openai.APIStatusError("x", response=resp, body=None)
+
+    assert classify(status_error(401))[0] == "fatal"
+    assert classify(status_error(403))[0] == "fatal"
+    assert classify(status_error(400))[0] == "client"
+    assert classify(status_error(404))[0] == "client"
+    assert classify(status_error(429, {"retry-after": "1.5"})) == ("retry", 429, 1.5)
+    assert classify(status_error(408))[0] == "retry"
+    assert classify(status_error(502))[0] == "retry"
+    assert classify(json.JSONDecodeError("x", "d", 0))[0] == "retry"
+
+
+def test_store_markers_and_orphans(tmp_path):
+    import pyarrow as pa
+
+    store = StageStore(str(tmp_path / "out"))
+    store.write_batch(["a", "b"], pa.table({"id": ["a", "b"]}), None, {"completed": 2})
+    (tmp_path / "out" / "data" / "part-orphan.parquet").write_bytes(b"x")
+    (tmp_path / "out" / "data" / ".tmp-123").write_bytes(b"x")
+    markers = store.read_markers()
+    assert [m["ids"] for m in markers] == [["a", "b"]]
+    assert store.remove_orphans(markers) == 2
+    assert len(os.listdir(tmp_path / "out" / "data")) == 1
