@@ -220,7 +220,7 @@ def run_judge(questions_path: str | Path, answers_path: str | Path, llm: Any, ou
     rows = judge_rows(load_questions(questions_path), load_answers(answers_path))
     stage_summary = run_llm_stage(
         rows, llm=llm, build_messages=build_judge_messages, parse=parse_judgment,
-        out_dir=out / "judgments", stage="mtbench_judge", output_schema=judgment_schema(),
+        out_dir=str(out / "judgments"), stage="mtbench_judge", output_schema=judgment_schema(),
     )
     judged = _read_parquet_rows(out / "judgments" / "data", pq)
     rejected = _read_parquet_rows(out / "judgments" / "rejects", pq)

@@ -2,10 +2,14 @@
 the real `openai` client) against the local mock server, ratings extracted, failures recorded."""
 
 import json
+import os
 
 import pytest
 
 pytestmark = pytest.mark.integration
+
+# Set at import (collection) time: the session's Ray workers start later and inherit it.
+os.environ.setdefault("RAYPIPE_TEST_JUDGE_KEY", "sk-test-judge")
 
 QUESTIONS = [
     {"question_id": 1, "category": "writing", "turns": ["Write a haiku.", "Make it about rain."]},
@@ -37,16 +41,15 @@ def _jsonl(path, rows):
     return path
 
 
-def test_judge_through_the_llm_engine_and_mock_server(local_ray, tmp_path, monkeypatch):
+def test_judge_through_the_llm_engine_and_mock_server(local_ray, tmp_path):
     from raypipe.eval.judge import run_judge
     from raypipe.llm import LLMConfig
     from raypipe.testing.server import MockLLMServer
 
-    monkeypatch.setenv("MOCK_JUDGE_KEY", "sk-test")
     q = _jsonl(tmp_path / "q.jsonl", QUESTIONS)
     a = _jsonl(tmp_path / "a.jsonl", ANSWERS)
     with MockLLMServer(responder=judge_responder) as srv:
-        llm = LLMConfig(base_url=srv.base_url, model="judge", api_key_env="MOCK_JUDGE_KEY",
+        llm = LLMConfig(base_url=srv.base_url, model="judge", api_key_env="RAYPIPE_TEST_JUDGE_KEY",
                         num_actors=1, concurrency=4, progress_interval_s=0)
         summary = run_judge(q, a, llm, tmp_path / "out")
         assert srv.stats.requests == 4  # one call per (question, turn)
