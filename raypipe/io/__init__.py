@@ -8,11 +8,11 @@
 - `convert_files(inputs, format, out_dir)`: source formats -> canonical samples + rejects.
 """
 
-from raypipe.io.convert import convert_file, convert_files, get_format
+from raypipe.io.convert import convert_file, convert_files, convert_sources, get_format
 from raypipe.io.readers import iter_samples, read_sample_file, read_samples
 from raypipe.io.writers import SampleWriter, make_reject, rejects_schema, write_samples
 
 __all__ = [
-    "SampleWriter", "convert_file", "convert_files", "get_format", "iter_samples", "make_reject",
+    "SampleWriter", "convert_file", "convert_files", "convert_sources", "get_format", "iter_samples", "make_reject",
     "read_sample_file", "read_samples", "rejects_schema", "write_samples",
 ]

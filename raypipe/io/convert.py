@@ -64,14 +64,24 @@ class ConvertReport:
 
 
 def convert_files(inputs: list[str], format_name: str, out_dir: str, *, source: str | None = None,
-                  lang: str | None = None, output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS,
-                  log: Callable[[str], None] = print, preview: int = 20) -> ConvertReport:
-    fmt = get_format(format_name)
-    files = fs.expand(inputs, extensions=(".json", ".jsonl", ".parquet"))
-    files = [f for f in files if not set(f.replace("\\", "/").split("/")[:-1]) & set(fmt.ignore_dirs)]
+                  lang: str | None = None, **kwargs) -> ConvertReport:
+    """Convert files of one format (see `convert_sources`)."""
+    return convert_sources([(format_name, inputs, source, lang)], out_dir, **kwargs)
+
+
+def convert_sources(sources: list[tuple[str, list[str], str | None, str | None]], out_dir: str, *,
+                    output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS,
+                    log: Callable[[str], None] = print, preview: int = 20) -> ConvertReport:
+    """Convert (format, inputs, source, lang) groups into one dataset folder."""
+    plan = []
+    for format_name, inputs, source, lang in sources:
+        fmt = get_format(format_name)
+        files = fs.expand(inputs, extensions=(".json", ".jsonl", ".parquet"))
+        files = [f for f in files if not set(f.replace("\\", "/").split("/")[:-1]) & set(fmt.ignore_dirs)]
+        plan += [(fmt, path, source, lang) for path in files]
     writer = SampleWriter(out_dir, output, shard_rows)
     per_file, preview_rows = [], []
-    for path in files:
+    for fmt, path, source, lang in plan:
         n_in = n_out = 0
         for sample, reject in convert_file(path, fmt, source=source, lang=lang):
             n_in += 1
@@ -82,10 +92,10 @@ def convert_files(inputs: list[str], format_name: str, out_dir: str, *, source: 
                 writer.reject(reject)
                 if len(preview_rows) < preview:
                     preview_rows.append(reject)
-        per_file.append({"path": path, "sha256": fs.sha256(path), "in": n_in, "out": n_out,
-                         "rejected": n_in - n_out})
-        log(f"{path}: {n_in} in, {n_out} out, {n_in - n_out} rejected")
-    summary = writer.close({"stage": STAGE, "format": fmt.name, "sources": per_file})
+        per_file.append({"path": path, "format": fmt.name, "sha256": fs.sha256(path), "in": n_in,
+                         "out": n_out, "rejected": n_in - n_out})
+        log(f"{path} ({fmt.name}): {n_in} in, {n_out} out, {n_in - n_out} rejected")
+    summary = writer.close({"stage": STAGE, "sources": per_file})
     c = summary["counts"]
     log(f"total: {c['in']} in = {c['out']} out + {c['rejected']} rejected -> {out_dir}")
     return ConvertReport(summary, preview_rows)

@@ -1,0 +1,68 @@
+"""Validate whole files or datasets: every problem of every row, each with where it is.
+
+In-process (`check_files`, used by `raypipe validate`) each finding names file and line;
+on Ray (`validate_dataset`, used by the `validate` job step) rows are checked in parallel and
+each finding names the sample id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from raypipe.io import fs
+from raypipe.io.formats import ConversionError, Format, SourceContext
+from raypipe.io.records import iter_records
+from raypipe.schema import Sample
+from raypipe.validate import validate_sample
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str | None
+    line: int | None
+    id: str | None
+    where: str  # field path inside the sample, e.g. messages[3].tool_calls[0].arguments.unit
+    message: str
+
+    def __str__(self) -> str:
+        loc = f"{self.file}:{self.line}" if self.file else "row"
+        ident = f" [{self.id}]" if self.id else ""
+        return f"{loc}{ident}: {self.where}: {self.message}" if self.where else f"{loc}{ident}: {self.message}"
+
+
+def check_files(paths: list[str], fmt: Format) -> Iterator[tuple[int, list[Finding]]]:
+    """(rows read so far in this file, findings of one row) for every row of every file."""
+    for path in fs.expand(paths, extensions=(".json", ".jsonl", ".parquet")):
+        ctx = SourceContext(path=path, source=fmt.name)
+        for rec in iter_records(path):
+            if rec.error:
+                yield 1, [Finding(path, rec.line, None, "", rec.error)]
+                continue
+            try:
+                sample = fmt.convert(rec.value, ctx)
+            except ConversionError as exc:
+                yield 1, [Finding(path, rec.line, None, "", str(exc))]
+                continue
+            yield 1, [Finding(path, rec.line, sample.id, p.path, p.message) for p in validate_sample(sample)]
+
+
+def problems_of_batch(batch):
+    """Ray Data map_batches fn: sample rows -> (id, problems) rows."""
+    import pyarrow as pa
+
+    out = {"id": [], "problems": []}
+    for row in batch.to_pylist():
+        sample = Sample.from_row(row)
+        out["id"].append(sample.id)
+        out["problems"].append([f"{p.path}: {p.message}" for p in validate_sample(sample)])
+    return pa.table(out, schema=pa.schema([("id", pa.string()), ("problems", pa.list_(pa.string()))]))
+
+
+def validate_dataset(ds) -> Iterator[tuple[str, list[str]]]:
+    """(sample id, problems) for every row of a Ray Dataset of sample rows."""
+    checked = ds.map_batches(problems_of_batch, batch_format="pyarrow")
+    for batch in checked.iter_batches(batch_format="pyarrow", batch_size=4096):
+        rows: Any = batch.to_pylist()
+        for r in rows:
+            yield r["id"], list(r["problems"] or [])
