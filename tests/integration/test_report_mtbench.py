@@ -67,3 +67,35 @@ def test_judge_through_the_llm_engine_and_mock_server(local_ray, tmp_path):
         again = run_judge(q, a, llm, tmp_path / "out")
         assert srv.stats.requests == 4
         assert again["score"] == summary["score"] and again["rated"] == 2
+
+
+def test_model_answers_each_turn_then_is_judged(local_ray, tmp_path):
+    """`eval mtbench --model`: a tiny model answers turn by turn (its own first reply in the
+    second prompt) through Ray Data, then the judge grades every turn."""
+    from raypipe.commands.eval import EvalMtbenchConfig, run_eval_mtbench
+    from raypipe.config import load_config
+    from raypipe.testing.server import MockLLMServer
+    from raypipe.testing.tiny import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny", ["<|im_start|>user\nWrite a haiku about rain.<|im_end|>"] * 10)
+    q = _jsonl(tmp_path / "q.jsonl", QUESTIONS[:2])
+    seen = []
+
+    def responder(body):
+        seen.append(body["messages"][-1]["content"])
+        return "Rating: [[5]]"
+
+    with MockLLMServer(responder=responder) as srv:
+        cfg = load_config(EvalMtbenchConfig, {
+            "questions": str(q), "out": str(tmp_path / "out"), "format": "none",
+            "judge": {"base_url": srv.base_url, "model": "judge", "api_key_env": "RAYPIPE_TEST_JUDGE_KEY",
+                      "num_actors": 1, "progress_interval_s": 0},
+            "generation": {"model": str(model), "backend": "transformers", "max_new_tokens": 4},
+        })
+        summary = run_eval_mtbench(cfg)
+    assert summary == {"score": 5.0, "judgments": 3, "rated": 3, "unrated": 0}
+    answers = {json.loads(x)["question_id"]: json.loads(x)["choices"][0]["turns"]
+               for x in (tmp_path / "out" / "answers.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert [len(answers["1"]), len(answers["2"])] == [2, 1]
+    turn2 = next(p for p in seen if "turn 2" in p)
+    assert answers["1"][0] in turn2 and answers["1"][1] in turn2  # the judge saw both replies
