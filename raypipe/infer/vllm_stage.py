@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from raypipe.errors import MissingExtraError
+from raypipe.errors import MissingExtraError, RaypipeError
 from raypipe.infer.config import GenerationConfig
 
 
@@ -36,6 +36,25 @@ def lora_rank(cfg: GenerationConfig) -> int:
     if config_file.exists():
         return int(json.loads(config_file.read_text(encoding="utf-8")).get("r", 16))
     return 64  # remote adapter: vLLM's rank must be >= the adapter's; 64 covers common ones
+
+
+def check_adapter_vocab(cfg: GenerationConfig) -> None:
+    """vLLM's LoRA cannot serve tokens an adapter added (the Decision Token...): refuse early,
+    with the way out, rather than generate text that silently lacks them."""
+    if not cfg.adapter:
+        return
+    export = Path(cfg.adapter) / "raypipe_export.json"
+    base = Path(cfg.model) / "config.json"
+    if not (export.exists() and base.exists()):
+        return  # remote model or foreign adapter: nothing local to compare
+    adapter_vocab = json.loads(export.read_text(encoding="utf-8")).get("vocab_size")
+    base_vocab = json.loads(base.read_text(encoding="utf-8")).get("vocab_size")
+    if isinstance(adapter_vocab, int) and isinstance(base_vocab, int) and adapter_vocab > base_vocab:
+        raise RaypipeError(
+            f"adapter {cfg.adapter} adds {adapter_vocab - base_vocab} token(s) to {cfg.model}; vLLM's "
+            "LoRA cannot serve added tokens. Evaluate the merged export instead (model: the merged "
+            "directory, no adapter) or use backend 'transformers'"
+        )
 
 
 def processor_config_kwargs(cfg: GenerationConfig) -> dict[str, Any]:
@@ -70,6 +89,7 @@ def build_vllm_processor(cfg: GenerationConfig):
     """The ray.data.llm processor: `processor(ds)` maps rows with `prompt` to generated rows."""
     if not vllm_available():
         raise MissingExtraError("vllm", "vllm")
+    check_adapter_vocab(cfg)
     try:
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
     except ImportError:

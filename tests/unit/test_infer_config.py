@@ -13,7 +13,7 @@ from raypipe.infer.bfcl import (
     read_generations,
     select_items,
 )
-from raypipe.infer.vllm_stage import processor_config_kwargs, sampling_params, to_output_row
+from raypipe.infer.vllm_stage import check_adapter_vocab, processor_config_kwargs, sampling_params, to_output_row
 
 pytestmark = pytest.mark.unit
 
@@ -126,3 +126,16 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     check_run_meta(tmp_path, dict(meta))  # same settings: fine
     with pytest.raises(RaypipeError, match="model: 'm1' -> 'm2'"):
         check_run_meta(tmp_path, {**meta, "model": "m2"})
+
+
+def test_vllm_refuses_an_adapter_that_added_tokens(tmp_path):
+    base, adapter = tmp_path / "base", tmp_path / "adapter"
+    base.mkdir()
+    adapter.mkdir()
+    (base / "config.json").write_text(json.dumps({"vocab_size": 32000}))
+    (adapter / "raypipe_export.json").write_text(json.dumps({"vocab_size": 32004}))
+    with pytest.raises(RaypipeError, match="adds 4 token"):
+        check_adapter_vocab(GenerationConfig(model=str(base), adapter=str(adapter)))
+    (adapter / "raypipe_export.json").write_text(json.dumps({"vocab_size": 32000}))
+    check_adapter_vocab(GenerationConfig(model=str(base), adapter=str(adapter)))
+    check_adapter_vocab(GenerationConfig(model="org/remote-model", adapter=str(adapter)))
