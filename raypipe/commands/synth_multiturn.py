@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from raypipe.registry import Command, Step
 from raypipe.synth.magnet import PathConfig
@@ -29,6 +29,7 @@ class ToolflowStepConfig:
     dialog: DialogConfig = field(default_factory=DialogConfig)
     llm: Any = field(default_factory=dict)  # raypipe.llm.LLMConfig keys
     judge: int = 0  # dialogs scored by the LLM judge for naturalness/coherence (0: none)
+    executor: Literal["auto", "ray", "local"] = "auto"  # local: in-process, no Ray (debugging)
 
     def __post_init__(self) -> None:
         self.llm = _llm_config(self.llm)
@@ -42,6 +43,7 @@ class MagnetGraphStepConfig:
     seed: int = 0
     domains: list[str] | None = None  # restrict labels to these (None: free labels)
     llm: Any = field(default_factory=dict)
+    executor: Literal["auto", "ray", "local"] = "auto"
 
     def __post_init__(self) -> None:
         self.llm = _llm_config(self.llm)
@@ -58,6 +60,7 @@ class MagnetStepConfig:
     pairs_per_sample: int = 2
     llm: Any = field(default_factory=dict)
     judge: int = 0
+    executor: Literal["auto", "ray", "local"] = "auto"
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.corruptions if c not in CORRUPTIONS]
@@ -69,20 +72,22 @@ class MagnetStepConfig:
 def _run_toolflow_step(cfg: ToolflowStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_toolflow
 
-    return run_toolflow(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.dialog, cfg.llm, cfg.judge)
+    return run_toolflow(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.dialog, cfg.llm, cfg.judge,
+                        cfg.executor)
 
 
 def _run_magnet_graph_step(cfg: MagnetGraphStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_magnet_graph
 
-    return run_magnet_graph(cfg.tool_graph, cfg.out, cfg.candidates, cfg.seed, cfg.domains, cfg.llm)
+    return run_magnet_graph(cfg.tool_graph, cfg.out, cfg.candidates, cfg.seed, cfg.domains, cfg.llm,
+                            cfg.executor)
 
 
 def _run_magnet_step(cfg: MagnetStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_magnet
 
     return run_magnet(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.path, cfg.llm, cfg.corruptions,
-                      cfg.pairs_per_sample, cfg.judge)
+                      cfg.pairs_per_sample, cfg.judge, cfg.executor)
 
 
 # -- CLI -----------------------------------------------------------------------------------

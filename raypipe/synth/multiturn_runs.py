@@ -38,26 +38,27 @@ def read_outputs(stage_dir: Path) -> tuple[list[dict], list[dict]]:
     return outputs, rejects
 
 
-def _engine(inputs, llm, program, out_dir: Path, stage: str, output_schema=None) -> dict:
+def _engine(inputs, llm, program, out_dir: Path, stage: str, output_schema=None,
+            executor: str = "auto") -> dict:
     from raypipe.llm import run_llm_program
 
-    kwargs = {"output_schema": output_schema} if output_schema is not None else {}
     return run_llm_program(inputs, llm=llm, program=program, out_dir=str(out_dir), stage=stage,
-                           **kwargs) or {}
+                           output_schema=output_schema, executor=executor) or {}
 
 
-def _judge(samples: list[Sample], llm, out: Path, limit: int) -> list[dict]:
+def _judge(samples: list[Sample], llm, out: Path, limit: int, executor: str) -> list[dict]:
     from raypipe.synth.quality import judge_inputs, make_judge_program
 
     if not samples or limit <= 0:
         return []
     chosen = sorted(samples, key=lambda s: s.id)[:limit]
-    _engine(judge_inputs(chosen), llm, make_judge_program(), out / "judge", "multiturn_judge")
+    _engine(judge_inputs(chosen), llm, make_judge_program(), out / "judge", "multiturn_judge",
+            executor=executor)
     return read_outputs(out / "judge")[0]
 
 
 def run_toolflow(graph_dir: str, out_dir: str, n: int, seed: int, dialog, llm,
-                 judge: int = 0) -> dict[str, Any]:
+                 judge: int = 0, executor: str = "auto") -> dict[str, Any]:
     from raypipe.synth import toolflow
     from raypipe.synth.quality import quality_report, write_report
     from raypipe.synth.toolgraph import load_graph
@@ -65,28 +66,28 @@ def run_toolflow(graph_dir: str, out_dir: str, n: int, seed: int, dialog, llm,
     out = Path(out_dir)
     rows = toolflow.make_inputs(load_graph(graph_dir), n, seed, dialog)
     engine = _engine(rows, llm, toolflow.make_program(dialog), out / "dialogs", toolflow.STAGE,
-                     arrow_schema())
+                     arrow_schema(), executor)
     produced, rejects = read_outputs(out / "dialogs")
     samples = [Sample.from_row(r) for r in produced]
-    report = quality_report(samples, rejects, len(rows), _judge(samples, llm, out, judge))
+    report = quality_report(samples, rejects, len(rows), _judge(samples, llm, out, judge, executor))
     write_report(report, out, "ToolFlow")
     return {"attempted": len(rows), "produced": len(samples), "rejected": len(rejects),
             "engine": _scalars(engine), "out": str(out)}
 
 
 def run_magnet_graph(tool_graph_dir: str, out_dir: str, candidates: int, seed: int,
-                     domains: list[str] | None, llm) -> dict[str, Any]:
+                     domains: list[str] | None, llm, executor: str = "auto") -> dict[str, Any]:
     from raypipe.synth import magnet_graph as mg
     from raypipe.synth.toolgraph import load_graph, save_graph
 
     out = Path(out_dir)
     tool_graph = load_graph(tool_graph_dir)
     _engine(mg.label_inputs(tool_graph), llm, mg.make_label_program(domains), out / "labels",
-            "magnet_label")
+            "magnet_label", executor=executor)
     labelled, label_rejects = read_outputs(out / "labels")
     labels = {r["id"]: r["domain"] for r in labelled}
     pairs = mg.candidate_pairs(tool_graph, labels, candidates, seed)
-    _engine(pairs, llm, mg.make_judge_program(), out / "judged", "magnet_judge")
+    _engine(pairs, llm, mg.make_judge_program(), out / "judged", "magnet_judge", executor=executor)
     judged, judge_rejects = read_outputs(out / "judged")
     graph = mg.function_graph(tool_graph, labels, judged)
     save_graph(graph, out / "graph")
@@ -97,7 +98,8 @@ def run_magnet_graph(tool_graph_dir: str, out_dir: str, candidates: int, seed: i
 
 
 def run_magnet(graph_dir: str, out_dir: str, n: int, seed: int, path_cfg, llm,
-               corruptions: list[str], pairs_per_sample: int, judge: int = 0) -> dict[str, Any]:
+               corruptions: list[str], pairs_per_sample: int, judge: int = 0,
+               executor: str = "auto") -> dict[str, Any]:
     from raypipe.synth import magnet
     from raypipe.synth.quality import quality_report, write_report
     from raypipe.synth.toolgraph import load_graph
@@ -105,12 +107,12 @@ def run_magnet(graph_dir: str, out_dir: str, n: int, seed: int, path_cfg, llm,
     out = Path(out_dir)
     rows = magnet.make_inputs(load_graph(graph_dir), n, seed, path_cfg)
     engine = _engine(rows, llm, magnet.make_program(), out / "trajectories", magnet.STAGE,
-                     arrow_schema())
+                     arrow_schema(), executor)
     produced, rejects = read_outputs(out / "trajectories")
     samples = [Sample.from_row(r) for r in produced]
     pair_counts = write_pairs(out / "trajectories" / "data", out / "pairs", seed, corruptions,
                               pairs_per_sample)
-    report = quality_report(samples, rejects, len(rows), _judge(samples, llm, out, judge))
+    report = quality_report(samples, rejects, len(rows), _judge(samples, llm, out, judge, executor))
     report["pairs"] = pair_counts
     write_report(report, out, "MAGNET")
     return {"attempted": len(rows), "produced": len(samples), "rejected": len(rejects),
