@@ -23,6 +23,9 @@ def _add_generation(p) -> None:
     g.add_argument("--replicas", type=int, default=1, help="engine/generation actors")
     g.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per vLLM replica")
     g.add_argument("--max-model-len", type=int, default=None, help="vLLM context length")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples (pass^k trials)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=None, help="sampling seed (one per trial)")
     g.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
 
 
@@ -36,6 +39,7 @@ def _generation(args) -> GenerationConfig:
             model=args.model, adapter=args.adapter, backend=args.backend, batch_size=args.batch_size,
             max_new_tokens=args.max_new_tokens, replicas=args.replicas,
             tensor_parallel_size=args.tensor_parallel_size, max_model_len=args.max_model_len,
+            temperature=args.temperature, top_p=args.top_p, seed=args.seed,
         )
     except ValueError as exc:
         raise RaypipeError(str(exc)) from None
@@ -166,15 +170,20 @@ def _step_mtbench(cfg: EvalMtbenchConfig, job) -> dict:
 
 
 def _add_passk(p) -> None:
-    p.add_argument("trials", nargs="+", help='JSONL files, one trial per line: {"task_id": ..., "success": bool}')
+    p.add_argument("trials", nargs="*", help='JSONL files, one trial per line: {"task_id": ..., "success": bool}')
+    p.add_argument("--bfcl-runs", nargs="+", default=[], metavar="RUN_DIR",
+                   help="`eval bfcl` run directories, one trial each (e.g. sampled with different seeds)")
     p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--out", default=None, help="write the summary JSON here too")
 
 
 def _run_passk(args) -> int:
-    from raypipe.eval.passk import count_trials, read_trials, summarize
+    from raypipe.errors import RaypipeError
+    from raypipe.eval.passk import count_trials, read_trials, summarize, trials_from_bfcl_runs
 
-    trials = [t for path in args.trials for t in read_trials(path)]
+    if not args.trials and not args.bfcl_runs:
+        raise RaypipeError("give trial JSONL files or --bfcl-runs RUN_DIR...")
+    trials = [t for path in args.trials for t in read_trials(path)] + trials_from_bfcl_runs(args.bfcl_runs)
     summary = summarize(count_trials(trials), sorted(set(args.k)))
     print(f"{summary['tasks']} tasks, {summary['trials']} trials")
     print("| k | pass^k | pass@k |\n|---:|---:|---:|")

@@ -83,3 +83,24 @@ def read_trials(path: str | Path) -> list[tuple[str, bool]]:
         trials.append((str(row["task_id"]), row["success"]))
     return trials
 
+
+
+def trials_from_bfcl_runs(run_dirs: list[str | Path]) -> list[tuple[str, bool]]:
+    """Each `eval bfcl` run directory (e.g. sampled with another seed) is one trial of every
+    item in its result files; an item failed when its REPORT.json lists it among the errors."""
+    from raypipe.eval.scoring import read_result_files
+
+    trials = []
+    for run in map(Path, run_dirs):
+        report_path = run / "REPORT.json"
+        if not report_path.exists():
+            raise RaypipeError(f"{run}: no REPORT.json (run `raypipe eval bfcl` or `raypipe score bfcl` first)")
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        failed = {e["id"] for cat in (report.get("categories") or {}).values() for e in cat.get("errors") or []}
+        results = read_result_files(run / "results")
+        scored = {c: v.get("total") for c, v in (report.get("categories") or {}).items()}
+        for category, rows in results.items():
+            if scored.get(category) != len(rows):
+                raise RaypipeError(f"{run}: REPORT.json does not score the {len(rows)} {category} results; re-score it")
+            trials.extend((item_id, item_id not in failed) for item_id in rows)
+    return trials

@@ -89,7 +89,7 @@ def check_run_meta(out: Path, meta: dict[str, Any]) -> None:
     path = out / "run.json"
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        keys = ("model", "adapter", "format", "lang", "max_new_tokens")
+        keys = ("model", "adapter", "format", "lang", "max_new_tokens", "temperature", "seed")
         diff = [k for k in keys if old.get(k) != meta.get(k)]
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {meta.get(k)!r}" for k in diff)
@@ -120,8 +120,8 @@ def run_eval_bfcl(cfg: EvalBfclConfig, log=print) -> dict[str, Any]:
     meta = {
         "model": cfg.generation.model, "adapter": cfg.generation.adapter, "format": cfg.format,
         "lang": cfg.lang, "decoder": decoder, "underscore_to_dot": cfg.underscore_to_dot,
-        "max_new_tokens": cfg.generation.max_new_tokens,
-        "generation": dataclasses.asdict(cfg.generation),
+        "max_new_tokens": cfg.generation.max_new_tokens, "temperature": cfg.generation.temperature,
+        "seed": cfg.generation.seed, "generation": dataclasses.asdict(cfg.generation),
     }
     check_run_meta(out, meta)
 

@@ -1,4 +1,4 @@
-"""CPU generation with transformers: a Ray Data actor stage, batched greedy decoding.
+"""CPU generation with transformers: a Ray Data actor stage, batched greedy (or sampled) decoding.
 
 The model (and the optional PEFT adapter) load once per actor, in the constructor, which
 runs on the worker. `__call__` takes a batch with a `prompt` column and returns it with the
@@ -23,6 +23,9 @@ class TransformersGenerateStage:
         stop: list[str] | None = None,
         dtype: str = "auto",
         continue_on_error: bool = True,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,6 +58,11 @@ class TransformersGenerateStage:
         if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in self.stop_ids:
             self.stop_ids.append(self.tokenizer.eos_token_id)
         self.continue_on_error = continue_on_error
+        self.sampling = {"do_sample": False}
+        if temperature > 0:
+            self.sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p}
+            if seed is not None:
+                torch.manual_seed(seed)  # per actor: a re-run with the same batches repeats exactly
 
     def _single_token_ids(self, strings: list[str]) -> list[int]:
         """Stop strings that are one token stop generation early; the others are cut from text."""
@@ -91,7 +99,7 @@ class TransformersGenerateStage:
             out = self.model.generate(
                 **enc,
                 max_new_tokens=self.max_new_tokens,
-                do_sample=False,
+                **self.sampling,
                 eos_token_id=self.stop_ids or None,
                 pad_token_id=self.tokenizer.pad_token_id,
             )

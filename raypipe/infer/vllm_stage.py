@@ -72,13 +72,17 @@ def processor_config_kwargs(cfg: GenerationConfig) -> dict[str, Any]:
 
 
 def sampling_params(cfg: GenerationConfig) -> dict[str, Any]:
-    return {
-        "temperature": 0.0,  # greedy, as the benchmark numbers assume
+    params = {
+        "temperature": cfg.temperature,  # 0 = greedy, as the benchmark numbers assume
+        "top_p": cfg.top_p,
         "max_tokens": cfg.max_new_tokens,
         "stop": list(cfg.stop),
         "skip_special_tokens": False,
         "spaces_between_special_tokens": False,
     }
+    if cfg.seed is not None:
+        params["seed"] = cfg.seed
+    return params
 
 
 def vllm_available() -> bool:

@@ -96,3 +96,15 @@ def test_a_failing_batch_is_recorded_per_row_or_raised(tiny_model, monkeypatch):
     stage.continue_on_error = False
     with pytest.raises(RuntimeError):
         stage({"id": ["a"], "prompt": PROMPTS[:1]})
+
+
+def test_sampling_is_seeded(tiny_model):
+    from raypipe.infer.hf_stage import TransformersGenerateStage
+
+    def sample(seed):
+        stage = TransformersGenerateStage(str(tiny_model), max_new_tokens=12, temperature=1.0, seed=seed)
+        return stage({"prompt": PROMPTS})["generated_text"]
+
+    first = sample(1)
+    assert sample(1) == first  # a trial repeats exactly
+    assert sample(2) != first  # another seed is another trial

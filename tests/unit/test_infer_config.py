@@ -46,8 +46,12 @@ def test_vllm_config_without_adapter_and_user_overrides():
 
 def test_sampling_is_greedy_and_keeps_special_tokens():
     p = sampling_params(GenerationConfig(model="m", max_new_tokens=77))
-    assert p == {"temperature": 0.0, "max_tokens": 77, "stop": ["<|im_end|>"],
+    assert p == {"temperature": 0.0, "top_p": 1.0, "max_tokens": 77, "stop": ["<|im_end|>"],
                  "skip_special_tokens": False, "spaces_between_special_tokens": False}
+    sampled = sampling_params(GenerationConfig(model="m", temperature=0.7, top_p=0.9, seed=3))
+    assert (sampled["temperature"], sampled["top_p"], sampled["seed"]) == (0.7, 0.9, 3)
+    with pytest.raises(ValueError, match="top_p"):
+        GenerationConfig(model="m", top_p=0)
 
 
 def test_vllm_rows_become_raypipe_rows_errors_included():

@@ -65,3 +65,31 @@ def test_read_trials_names_the_bad_line(tmp_path):
         read_trials(p)
     p.write_text(json.dumps({"task_id": 1, "success": False}) + "\n\n")
     assert read_trials(p) == [("1", False)]
+
+
+def _bfcl_run(root, name, outcomes: dict[str, bool]):
+    from raypipe.eval.scoring import write_result_files
+
+    run = root / name
+    by_cat: dict = {}
+    for item_id in outcomes:
+        by_cat.setdefault(item_id.rsplit("_", 1)[0], {})[item_id] = "<|answer|>x"
+    write_result_files(by_cat, run / "results")
+    cats = {c: {"total": len(ids), "errors": [{"id": i} for i in ids if not outcomes[i]]} for c, ids in by_cat.items()}
+    (run / "REPORT.json").write_text(json.dumps({"categories": cats}))
+    return run
+
+
+def test_bfcl_runs_are_trials(tmp_path):
+    from raypipe.eval.passk import trials_from_bfcl_runs
+
+    runs = [
+        _bfcl_run(tmp_path, "seed0", {"simple_0": True, "simple_1": False, "relevance_0": True}),
+        _bfcl_run(tmp_path, "seed1", {"simple_0": True, "simple_1": True, "relevance_0": False}),
+    ]
+    counts = count_trials(trials_from_bfcl_runs(runs))
+    assert counts == {"simple_0": (2, 2), "simple_1": (2, 1), "relevance_0": (2, 1)}
+    assert summarize(counts, [2])["k"]["2"]["pass^k"] == pytest.approx(1 / 3)
+    (runs[1] / "REPORT.json").write_text(json.dumps({"categories": {"simple": {"total": 5, "errors": []}}}))
+    with pytest.raises(RaypipeError, match="seed1: REPORT.json does not score the"):
+        trials_from_bfcl_runs(runs)
