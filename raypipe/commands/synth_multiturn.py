@@ -99,6 +99,8 @@ def _add_llm(p) -> None:
     g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the key")
     g.add_argument("--concurrency", type=int, default=None, help="requests in flight per actor")
     g.add_argument("--cache-dir", default=None, help="response cache (re-runs pay nothing twice)")
+    p.add_argument("--executor", choices=["auto", "ray", "local"], default="auto",
+                   help="ray: Ray Data actors; local: in this process; auto: ray if Ray is up")
 
 
 def _llm_from_args(args) -> dict:
@@ -129,6 +131,7 @@ def _run_toolflow(args) -> int:
     from raypipe.config import load_config
 
     cfg = load_config(ToolflowStepConfig, {
+        "executor": args.executor,
         "graph": args.graph, "out": args.out, "n": args.n, "seed": args.seed, "judge": args.judge,
         "dialog": {"min_turns": args.min_turns, "max_turns": args.max_turns, "sampling": {
             "min_tools": args.min_tools, "max_tools": args.max_tools, "relatedness": args.relatedness}},
@@ -151,6 +154,7 @@ def _run_magnet_graph(args) -> int:
     from raypipe.config import load_config
 
     cfg = load_config(MagnetGraphStepConfig, {
+        "executor": args.executor,
         "tool_graph": args.tool_graph, "out": args.out, "candidates": args.candidates,
         "seed": args.seed, "domains": args.domains, "llm": _llm_from_args(args),
     }, where="raypipe graph magnet")
@@ -172,6 +176,7 @@ def _run_magnet(args) -> int:
     from raypipe.config import load_config
 
     cfg = load_config(MagnetStepConfig, {
+        "executor": args.executor,
         "graph": args.graph, "out": args.out, "n": args.n, "seed": args.seed, "judge": args.judge,
         "pairs_per_sample": args.pairs_per_sample, "llm": _llm_from_args(args),
     }, where="raypipe synth magnet")

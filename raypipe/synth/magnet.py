@@ -96,25 +96,38 @@ def signature_text(spec: dict[str, Any], missing: str | None = None) -> str:
     return f"{spec['name']}({args}) - {spec.get('description', '')}"
 
 
-def task_text(turn: FspTurn, specs: dict[str, dict], names: dict[str, str]) -> str:
-    """What the back-translation must make the user ask for, by node operation."""
-    sig = {c: signature_text(specs[names[c]]) for c in turn.calls}
+def task_text(turn: FspTurn, specs: dict[str, dict], names: dict[str, str],
+              follow: FspTurn | None = None) -> str:
+    """What the back-translation must make the user ask for. An ``ask`` turn asks for what its
+    ``answer`` turn (`follow`) will call, leaving out the missing value."""
     if turn.op == "ask":
         fn, arg = turn.missing
-        return (f"The user wants what {signature_text(specs[names[fn]], arg)} gives, but does NOT "
-                f"give any value for `{arg}` (the assistant will have to ask for it).")
+        request = _request_text(follow, specs, names, turn.missing) if follow else (
+            f"The user wants what {signature_text(specs[names[fn]], arg)} gives.")
+        return (f"{request} The user does NOT give any value for `{arg}` of {names[fn]} (the "
+                "assistant will have to ask for it).")
     if turn.op == "answer":
         fn, arg = turn.missing
         return (f"The assistant just asked for `{arg}` of {names[fn]}. The user answers with a "
                 f"concrete value for `{arg}` and nothing else new.")
-    if turn.op == "insert":
+    return _request_text(turn, specs, names, None)
+
+
+def _request_text(turn: FspTurn, specs: dict[str, dict], names: dict[str, str],
+                  missing: tuple[str, str] | None) -> str:
+    """The request by the shape of the turn's calls: one call, a prerequisite chain, or two asks."""
+    def sig(node: str) -> str:
+        arg = missing[1] if missing and missing[0] == node else None
+        return signature_text(specs[names[node]], arg)
+
+    if turn.feeds and len(turn.calls) > 1:
         pre, main = turn.calls[0], turn.calls[-1]
-        return (f"The user wants the result of {sig[main]}. They do not know the value "
-                f"`{(turn.feeds or '').split('->')[-1]}` needs, but give what {sig[pre]} needs to "
+        return (f"The user wants the result of {sig(main)}. They do not know the value "
+                f"`{turn.feeds.split('->')[-1]}` needs, but give what {sig(pre)} needs to "
                 "find it. Do not mention that first step.")
-    if turn.op == "merge":
-        return "In one message the user asks for two things: " + " AND ".join(sig.values())
-    return f"The user asks for something that needs: {sig[turn.calls[0]]}"
+    if len(turn.calls) > 1:
+        return "In one message the user asks for two things: " + " AND ".join(sig(c) for c in turn.calls)
+    return f"The user asks for something that needs: {sig(turn.calls[0])}"
 
 
 def make_program():
@@ -128,10 +141,11 @@ def make_program():
         messages: list[Message] = []
         actions: list[dict[str, Any]] = []
         for h, turn in enumerate(fsp):
+            follow = fsp[h + 1] if h + 1 < len(fsp) else None
             user = (await client.chat([
                 {"role": "system", "content": BACK_SYSTEM},
                 {"role": "user", "content": f"CONVERSATION SO FAR:\n{transcript(messages)}\n\n"
-                                            f"TASK: {task_text(turn, specs, names)}"},
+                                            f"TASK: {task_text(turn, specs, names, follow)}"},
             ])).text.strip()
             if not user:
                 raise RowError(f"turn {h}: back-translation wrote an empty user message")

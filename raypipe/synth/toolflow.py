@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from raypipe.schema import Message, Sample
+from raypipe.schema import Lineage, Message, Sample
 from raypipe.synth.agents import (
     ACTION_FORMAT, checked_assistant_turn, simulate_results, specs_block, transcript,
 )
@@ -156,6 +156,7 @@ def make_program(cfg: DialogConfig):
         sample = Sample(
             id=row["id"], functions=functions, messages=messages, source=STAGE,
             meta={"plan": plan["turns"], "subgraph": subgraph, "turns": turns_meta},
+            lineage=[Lineage(stage=STAGE)],
         )
         return sample.to_row()
 

@@ -213,3 +213,27 @@ def test_magnet_graph_then_trajectories_and_pairs(server, tool_graph_dir, tmp_pa
     assert again["pairs"] == summary["pairs"] and again["produced"] == summary["produced"]
     assert pq.read_table(out / "pairs").num_rows == len(pairs)
     assert server.stats.requests == before
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+def test_cli_graph_build_magnet_graph_and_both_synth_commands(server, tmp_path, capsys):
+    from raypipe.cli import main
+
+    llm = ["--base-url", server.base_url, "--model", "scripted", "--api-key-env", KEY_ENV,
+           "--executor", "local"]
+    assert main(["graph", "build", "--tools", str(FIXTURE), "--out", str(tmp_path / "tg"),
+                 "--min-score", "0.35"]) == 0
+    assert main(["synth", "toolflow", "--graph", str(tmp_path / "tg"), "--out", str(tmp_path / "tf"),
+                 "--n", "3", "--relatedness", "1.0", *llm]) == 0
+    assert main(["graph", "magnet", "--tool-graph", str(tmp_path / "tg"), "--out", str(tmp_path / "fg"),
+                 "--domains", "travel", "math", *llm]) == 0
+    assert main(["synth", "magnet", "--graph", str(tmp_path / "fg" / "graph"), "--out", str(tmp_path / "mg"),
+                 "--n", "3", *llm]) == 0
+    capsys.readouterr()
+    for run in ("tf", "mg"):
+        report = json.loads((tmp_path / run / "quality.json").read_text())
+        assert report["attempted"] == 3 and report["counts_add_up"]
+    assert main(["synth", "toolflow", "--graph", str(tmp_path / "nope"), "--out", str(tmp_path / "x"),
+                 "--n", "1", *llm]) == 2
+    assert "not a tool graph" in capsys.readouterr().err

@@ -78,6 +78,9 @@ def test_task_text_follows_the_node_operation(graph):
     names = {n: graph.spec(n)["name"] for n in graph.node_ids}
     ask = task_text(FspTurn((), "ask", ("get_distance", "from_loc")), specs, names)
     assert "get_distance(?, to_loc: string)" in ask and "does NOT" in ask
+    merged_ask = task_text(FspTurn((), "ask", ("get_distance", "from_loc")), specs, names,
+                           follow=FspTurn(("get_weather", "get_distance"), "answer", ("get_distance", "from_loc")))
+    assert "two things" in merged_ask and "get_weather(" in merged_ask and "get_distance(?," in merged_ask
     ins = task_text(FspTurn(("get_airport_symbol_by_city", "get_flight_by_airport"), "insert",
                             feeds="name->airport_symbol"), specs, names)
     assert "airport_symbol" in ins and "Do not mention" in ins
