@@ -44,8 +44,9 @@ PLANNER_SYSTEM = (
 USER_SYSTEM = (
     "You play the user in a conversation with an AI assistant that can use tools. Write the "
     "user's next message so that it pursues the given intent, sounds like a real person (concise, "
-    "casual, no mention of functions or APIs), and fits the conversation so far. Give concrete "
-    "values the assistant will need (names, dates, amounts) unless the intent says otherwise. "
+    "casual, no mention of functions or APIs), and fits the conversation so far. If the "
+    "assistant's last message asked you something, answer it first. Give concrete values the "
+    "assistant will need (names, dates, amounts) unless the intent says otherwise. "
     "Reply with the message text only."
 )
 

@@ -14,14 +14,12 @@ two tools with one name into a dialog.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from raypipe.errors import RaypipeError
-from raypipe.schema import canonical_json
 
 
 def unwrap(spec: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +170,3 @@ def _specs_in_file(path: Path) -> Iterable[tuple[str, Any]]:
             )
         for j, spec in enumerate(funcs):
             yield (f"{path}: line {lineno}" + (f": {key}[{j}]" if key else "")), spec
-
-
-def spec_hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()[:16]

@@ -77,15 +77,33 @@ def test_pool_reads_shipped_tools_json():
     assert len(pool) == 25 and pool.duplicates == 0
 
 
-def test_bfcl_functions_pool_and_graph(bfcl_data):
+def test_bfcl_functions_graph_sampling_and_node_operations(bfcl_data):
+    import random
+
+    from raypipe.synth.fsp_ops import OpsConfig, apply_random_ops, random_walk_fsp
+    from raypipe.synth.toolpool import required_of
+
     pool = load_tool_pool(sorted((bfcl_data / "en").glob("*.json")))
     assert len(pool) > 500 and pool.duplicates > 0
     g = build_tool_graph(pool, GraphConfig(top_k=4))
     assert g.edges and all(e["src"] != e["dst"] for e in g.edges)
     deg = g.degrees()
     assert max(deg.values()) > 0 and sum(1 for d in deg.values() if d) > len(pool) / 2
-    picked = sample_tools(g, dialog_rng(0, 1), SamplingConfig(min_tools=3, max_tools=3))
-    assert len(picked["tools"]) == 3
+    for i in range(20):
+        picked = sample_tools(g, dialog_rng(0, i), SamplingConfig(min_tools=3, max_tools=3, relatedness=1.0))
+        assert len(picked["tools"]) == 3 and picked["linked"] == 2
+    ops = set()
+    for seed in range(40):  # node operations on BFCL paths (walking the parameter edges)
+        rng = random.Random(seed)
+        fsp = apply_random_ops(random_walk_fsp(g, rng, 4, ("param_param",)), g, rng, OpsConfig(0.5, 0.4, 0.5))
+        for h, t in enumerate(fsp):
+            ops.add(t.op)
+            if t.op == "ask":
+                fn, arg = t.missing
+                assert arg in required_of(g.spec(fn)) and fsp[h + 1].calls[-1] == fn
+            if t.feeds and len(t.calls) > 1:
+                assert t.calls[0] in [s for s, _, _ in g.feeders(t.calls[-1])]
+    assert ops == {"walk", "insert", "merge", "ask", "answer"}
 
 
 # -- embedder ------------------------------------------------------------------------------
