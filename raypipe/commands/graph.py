@@ -60,7 +60,8 @@ def _run_step(cfg: ToolGraphStepConfig, job) -> dict:
 
 def _add_build(p) -> None:
     p.add_argument("--tools", nargs="+", required=True,
-                   help="tool files: JSON list of specs, BFCL question files, sample JSONL/Parquet")
+                   help="tool files: JSON list of specs, BFCL question files, sample JSONL/Parquet, "
+                   "or FORMAT:PATH for any `raypipe convert` format (xlam:data.json)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--embedder", default="ngram:512", help="'ngram[:dim]' (offline) or 'st:<model>'")
     p.add_argument("--min-score", type=float, default=0.4, help="edge threshold (cosine)")

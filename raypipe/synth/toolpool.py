@@ -4,7 +4,9 @@ A pool is read from any mix of
 - a plain JSON list of specs (``[{"name": ..., "parameters": ...}, ...]``, OpenAI's
   ``{"type": "function", "function": {...}}`` wrapping accepted),
 - BFCL question files (JSON lines with a ``function`` key holding one spec or a list),
-- canonical sample files (JSONL or Parquet of `raypipe.schema.Sample`): their ``functions``.
+- canonical sample files (JSONL or Parquet of `raypipe.schema.Sample`): their ``functions``,
+- any source format `raypipe convert` reads, named as a prefix: ``xlam:data/xlam.json``,
+  ``glaive:...``, ``sharegpt:...`` (the functions of every record that converts).
 
 Two specs are the same tool when name and signature (parameter names, types, required set)
 agree; the first description wins. Specs sharing a name but not a signature are both kept, under
@@ -127,7 +129,34 @@ def load_tool_pool(paths: Iterable[str | Path]) -> ToolPool:
     return pool
 
 
+def _source_format(path: str) -> tuple[str | None, str]:
+    """("xlam", "data/x.json") for "xlam:data/x.json"; (None, path) otherwise (URIs included)."""
+    name, sep, rest = str(path).partition(":")
+    if sep and not rest.startswith("//") and name.isalpha():
+        from raypipe.io.formats import formats
+
+        if name in formats():
+            return name, rest
+    return None, str(path)
+
+
+def _specs_via_converter(fmt_name: str, path: str) -> Iterable[tuple[str, Any]]:
+    from raypipe.io import convert_file, get_format
+
+    if not Path(path).exists():
+        raise RaypipeError(f"{path}: tool file not found")
+    for i, (sample, reject) in enumerate(convert_file(path, get_format(fmt_name), validate=False)):
+        if sample is None:
+            raise RaypipeError(f"{reject['file']}: line {reject['line']}: {reject['reason']}")
+        for j, spec in enumerate(sample.functions):
+            yield f"{path}: record {i}: functions[{j}]", spec
+
+
 def _specs_in_file(path: Path) -> Iterable[tuple[str, Any]]:
+    fmt_name, plain = _source_format(str(path))
+    if fmt_name is not None:
+        yield from _specs_via_converter(fmt_name, plain)
+        return
     if not path.exists():
         raise RaypipeError(f"{path}: tool file not found")
     if path.suffix == ".parquet":

@@ -70,6 +70,15 @@ def test_pool_reads_bfcl_lines_samples_and_names_bad_rows(tmp_path):
         load_tool_pool([broken])
 
 
+def test_pool_reads_source_formats_through_the_converters():
+    from raypipe.data import SOURCES_DIR
+
+    pool = load_tool_pool([f"xlam:{SOURCES_DIR / 'xlam.json'}", f"glaive:{SOURCES_DIR / 'glaive_v2.json'}"])
+    assert "get_current_weather" in pool.tools and pool.duplicates > 0
+    with pytest.raises(RaypipeError, match="tool file not found"):
+        load_tool_pool(["xlam:/nonexistent.json"])
+
+
 def test_pool_reads_shipped_tools_json():
     from raypipe.data import TOOLS_JSON
 
