@@ -116,9 +116,9 @@ def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
         fn_constructor_kwargs=common,
         batch_size=llm.batch_size,
         batch_format="pyarrow",
-        concurrency=llm.num_actors,
         num_cpus=llm.actor_num_cpus,
-        max_concurrency=2,  # a second batch starts while the first one's stragglers finish
+        # two calls per actor: a second batch starts while the first one's stragglers finish
+        compute=ray.data.ActorPoolStrategy(size=llm.num_actors, max_concurrent_calls_per_actor=2),
     )
     rows_in = 0
     for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -170,14 +170,22 @@ def _check_ids(rows, stage: str) -> None:
 
 
 def _find_fatal(exc: BaseException) -> str | None:
-    """The FatalJobError message inside whatever Ray wrapped it in (task errors chain causes)."""
-    seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, FatalJobError):
-            return str(exc)
-        cause = getattr(exc, "cause", None)
-        exc = cause if isinstance(cause, BaseException) else (exc.__cause__ or exc.__context__)
-        seen += 1
+    """The FatalJobError message inside whatever Ray wrapped it in. Ray chains task errors
+    through `cause`/`__cause__` and sometimes only keeps the original as text."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, FatalJobError):
+            return str(e)
+        todo += [c for c in (getattr(e, "cause", None), e.__cause__, e.__context__)
+                 if isinstance(c, BaseException)]
+    marker = "FatalJobError: "
+    text = str(exc)
+    if marker in text:
+        return text.split(marker, 1)[1].splitlines()[0].strip()
     return None
 
 

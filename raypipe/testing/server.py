@@ -73,10 +73,11 @@ class ServerStats:
     completion_tokens: int = 0
 
     def ok_rate(self) -> float:
-        """200 answers per second between the first request and the last answer."""
-        if not self.ok or self.first_request_t is None or self.last_ok_t is None:
+        """200 answers per second between the first request and the last answer (n answers
+        span n - 1 intervals)."""
+        if self.ok < 2 or self.first_request_t is None or self.last_ok_t is None:
             return 0.0
-        return self.ok / max(self.last_ok_t - self.first_request_t, 1e-9)
+        return (self.ok - 1) / max(self.last_ok_t - self.first_request_t, 1e-9)
 
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
