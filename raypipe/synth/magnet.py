@@ -68,24 +68,22 @@ class PathConfig:
             raise ValueError("need 1 <= min_length <= max_length")
 
 
-def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: PathConfig) -> list[dict[str, Any]]:
-    """One row per FSP: walk, node operations, distractor functions; all seeded per path id."""
+def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: PathConfig,
+                start: int = 0) -> list[dict[str, Any]]:
+    """Rows for paths start..start+n-1: walk, node operations, distractor functions; all seeded
+    per path id. Rows carry node ids only: the specs travel once, in the program."""
     rows = []
-    for i in range(n):
+    for i in range(start, start + n):
         pid = f"magnet-{seed}-{i:08d}"
         rng = dialog_rng(seed, pid)
         fsp = random_walk_fsp(graph, rng, rng.randint(cfg.min_length, cfg.max_length), WALK_KINDS)
         fsp = apply_random_ops(fsp, graph, rng, cfg.ops)
         used = fsp_functions(fsp)
-        names = {unwrap(graph.spec(n)).get("name") for n in used}
-        others = [n for n in graph.node_ids if unwrap(graph.spec(n)).get("name") not in names]
+        names = {unwrap(graph.spec(x)).get("name") for x in used}
+        others = [x for x in graph.node_ids if unwrap(graph.spec(x)).get("name") not in names]
         extra = rng.sample(sorted(others), min(cfg.distractors, len(others)))
-        rows.append({
-            "id": pid,
-            "fsp": json.dumps([t.to_dict() for t in fsp]),
-            "functions": json.dumps([unwrap(graph.spec(x)) for x in [*used, *extra]], ensure_ascii=False),
-            "names": json.dumps({x: unwrap(graph.spec(x)).get("name") for x in used}),
-        })
+        rows.append({"id": pid, "fsp": json.dumps([t.to_dict() for t in fsp]),
+                     "tools": json.dumps([*used, *extra])})
     return rows
 
 
@@ -130,13 +128,17 @@ def _request_text(turn: FspTurn, specs: dict[str, dict], names: dict[str, str],
     return f"The user asks for something that needs: {sig(turn.calls[0])}"
 
 
-def make_program():
+def make_program(specs_by_node: dict[str, dict[str, Any]]):
+    """The per-path program for `raypipe.llm.run_llm_program` (the specs by node id in its
+    closure)."""
+
     async def program(row: dict[str, Any], client) -> dict[str, Any]:
         from raypipe.llm import RowError
 
         fsp = [FspTurn.from_dict(d) for d in json.loads(row["fsp"])]
-        functions = json.loads(row["functions"])
-        names = json.loads(row["names"])  # node id -> function name
+        tools = json.loads(row["tools"])
+        functions = [specs_by_node[t] for t in tools]
+        names = {t: specs_by_node[t]["name"] for t in tools}  # node id -> function name
         specs = {f["name"]: f for f in functions}
         messages: list[Message] = []
         actions: list[dict[str, Any]] = []

@@ -13,10 +13,13 @@ holds ``labels/`` and ``judged/`` (engine outputs) and ``graph/`` (nodes/edges P
 
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from raypipe.schema import Sample, arrow_schema, dpo_pair_schema
+
+CHUNK_ROWS = 50_000  # inputs made and handed to the engine per call (bounds driver memory)
 
 
 def read_rows(folder: Path) -> list[dict[str, Any]]:
@@ -38,6 +41,30 @@ def read_outputs(stage_dir: Path) -> tuple[list[dict], list[dict]]:
     return outputs, rejects
 
 
+def iter_produced(stage_dir: Path) -> Iterator[Sample]:
+    """The samples an engine run wrote, shard by shard, each id once (memory: one shard)."""
+    import pyarrow.parquet as pq
+
+    seen: set[str] = set()
+    folder = stage_dir / "data"
+    for f in sorted(folder.glob("*.parquet")) if folder.exists() else []:
+        for row in pq.read_table(f).to_pylist():
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                yield Sample.from_row(row)
+
+
+def final_rejects(stage_dir: Path) -> list[dict[str, Any]]:
+    """Rejects of an engine run, each id once, minus ids that were produced after all."""
+    import pyarrow.parquet as pq
+
+    folder = stage_dir / "data"
+    produced = {i for f in (sorted(folder.glob("*.parquet")) if folder.exists() else [])
+                for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
+    return list({r.get("id"): r for r in read_rows(stage_dir / "rejects")
+                 if r.get("id") not in produced}.values())
+
+
 def _engine(inputs, llm, program, out_dir: Path, stage: str, output_schema=None,
             executor: str = "auto") -> dict:
     from raypipe.llm import run_llm_program
@@ -46,32 +73,42 @@ def _engine(inputs, llm, program, out_dir: Path, stage: str, output_schema=None,
                            output_schema=output_schema, executor=executor) or {}
 
 
-def _judge(samples: list[Sample], llm, out: Path, limit: int, executor: str) -> list[dict]:
+def _judge(stage_dir: Path, llm, out: Path, limit: int, executor: str) -> list[dict]:
     from raypipe.synth.quality import judge_inputs, make_judge_program
 
-    if not samples or limit <= 0:
+    chosen = list(islice(iter_produced(stage_dir), limit)) if limit > 0 else []
+    if not chosen:
         return []
-    chosen = sorted(samples, key=lambda s: s.id)[:limit]
     _engine(judge_inputs(chosen), llm, make_judge_program(), out / "judge", "multiturn_judge",
             executor=executor)
     return read_outputs(out / "judge")[0]
 
 
+def _report(stage_dir: Path, attempted: int, llm, out: Path, judge: int, executor: str,
+            title: str, extra: dict | None = None) -> dict[str, Any]:
+    from raypipe.synth.quality import quality_report, write_report
+
+    scores = _judge(stage_dir, llm, out, judge, executor)
+    report = quality_report(iter_produced(stage_dir), final_rejects(stage_dir), attempted, scores)
+    report.update(extra or {})
+    write_report(report, out, title)
+    return report
+
+
 def run_toolflow(graph_dir: str, out_dir: str, n: int, seed: int, dialog, llm,
                  judge: int = 0, executor: str = "auto") -> dict[str, Any]:
     from raypipe.synth import toolflow
-    from raypipe.synth.quality import quality_report, write_report
     from raypipe.synth.toolgraph import load_graph
 
     out = Path(out_dir)
-    rows = toolflow.make_inputs(load_graph(graph_dir), n, seed, dialog)
-    engine = _engine(rows, llm, toolflow.make_program(dialog), out / "dialogs", toolflow.STAGE,
-                     arrow_schema(), executor)
-    produced, rejects = read_outputs(out / "dialogs")
-    samples = [Sample.from_row(r) for r in produced]
-    report = quality_report(samples, rejects, len(rows), _judge(samples, llm, out, judge, executor))
-    write_report(report, out, "ToolFlow")
-    return {"attempted": len(rows), "produced": len(samples), "rejected": len(rejects),
+    graph = load_graph(graph_dir)
+    program = toolflow.make_program(dialog, toolflow.specs_by_node(graph))
+    engine: dict = {}
+    for start in range(0, n, CHUNK_ROWS):
+        rows = toolflow.make_inputs(graph, min(CHUNK_ROWS, n - start), seed, dialog, start)
+        engine = _engine(rows, llm, program, out / "dialogs", toolflow.STAGE, arrow_schema(), executor)
+    report = _report(out / "dialogs", n, llm, out, judge, executor, "ToolFlow")
+    return {"attempted": n, "produced": report["produced"], "rejected": report["rejected"],
             "engine": _scalars(engine), "out": str(out)}
 
 
@@ -101,21 +138,21 @@ def run_magnet(graph_dir: str, out_dir: str, n: int, seed: int, path_cfg, llm,
                corruptions: list[str], pairs_per_sample: int, judge: int = 0,
                executor: str = "auto") -> dict[str, Any]:
     from raypipe.synth import magnet
-    from raypipe.synth.quality import quality_report, write_report
+    from raypipe.synth.toolflow import specs_by_node
     from raypipe.synth.toolgraph import load_graph
 
     out = Path(out_dir)
-    rows = magnet.make_inputs(load_graph(graph_dir), n, seed, path_cfg)
-    engine = _engine(rows, llm, magnet.make_program(), out / "trajectories", magnet.STAGE,
-                     arrow_schema(), executor)
-    produced, rejects = read_outputs(out / "trajectories")
-    samples = [Sample.from_row(r) for r in produced]
+    graph = load_graph(graph_dir)
+    program = magnet.make_program(specs_by_node(graph))
+    engine: dict = {}
+    for start in range(0, n, CHUNK_ROWS):
+        rows = magnet.make_inputs(graph, min(CHUNK_ROWS, n - start), seed, path_cfg, start)
+        engine = _engine(rows, llm, program, out / "trajectories", magnet.STAGE, arrow_schema(), executor)
     pair_counts = write_pairs(out / "trajectories" / "data", out / "pairs", seed, corruptions,
                               pairs_per_sample)
-    report = quality_report(samples, rejects, len(rows), _judge(samples, llm, out, judge, executor))
-    report["pairs"] = pair_counts
-    write_report(report, out, "MAGNET")
-    return {"attempted": len(rows), "produced": len(samples), "rejected": len(rejects),
+    report = _report(out / "trajectories", n, llm, out, judge, executor, "MAGNET",
+                     {"pairs": pair_counts})
+    return {"attempted": n, "produced": report["produced"], "rejected": report["rejected"],
             "pairs": sum(pair_counts.values()), "engine": _scalars(engine), "out": str(out)}
 
 

@@ -12,7 +12,7 @@ import json
 import re
 import statistics
 from collections import Counter
-from typing import Any
+from typing import Any, Iterable
 
 from raypipe.schema import Sample
 from raypipe.synth.agents import transcript
@@ -38,8 +38,9 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 3), "min": min(values), "max": max(values)}
 
 
-def quality_report(samples: list[Sample], rejects: list[dict[str, Any]], attempted: int,
+def quality_report(samples: Iterable[Sample], rejects: list[dict[str, Any]], attempted: int,
                    judge_scores: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One pass over `samples` (a generator is fine: shards stream through)."""
     user_turns, calls_per_turn, tools_per_dialog, combos, firsts = [], [], [], set(), set()
     repairs = planned_turns = plan_followed = 0
     for s in samples:
@@ -56,7 +57,7 @@ def quality_report(samples: list[Sample], rejects: list[dict[str, Any]], attempt
             if t.get("planned"):
                 planned_turns += 1
                 plan_followed += int(set(t["planned"]) <= set(t.get("called", [])))
-    n = len(samples)
+    n = len(user_turns)
     reasons = Counter(_reason_class(str(r.get("reason", ""))) for r in rejects)
     report: dict[str, Any] = {
         "attempted": attempted,

@@ -73,19 +73,20 @@ class DialogConfig:
             raise ValueError("max_steps_per_turn must be >= 1")
 
 
-def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: DialogConfig) -> list[dict[str, Any]]:
-    """One row per dialog; the tools are sampled here, deterministically from (seed, index)."""
+def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: DialogConfig,
+                start: int = 0) -> list[dict[str, Any]]:
+    """Rows for dialogs start..start+n-1; the tools are sampled here, deterministically from
+    (seed, dialog id). Rows carry node ids only: the specs travel once, in the program."""
     rows = []
-    for i in range(n):
+    for i in range(start, start + n):
         did = f"toolflow-{seed}-{i:08d}"
         picked = sample_tools(graph, dialog_rng(seed, did), cfg.sampling)
-        rows.append({
-            "id": did,
-            "functions": json.dumps([unwrap(graph.spec(t)) for t in picked["tools"]], ensure_ascii=False),
-            "subgraph": json.dumps({"tools": picked["tools"], "linked": picked["linked"],
-                                    "edges": picked["edges"]}, ensure_ascii=False),
-        })
+        rows.append({"id": did, "subgraph": json.dumps(picked, ensure_ascii=False)})
     return rows
+
+
+def specs_by_node(graph: ToolGraph) -> dict[str, dict[str, Any]]:
+    return {n: unwrap(s) for n, s in zip(graph.node_ids, graph.specs)}
 
 
 def _plan_validator(names: set[str], cfg: DialogConfig):
@@ -106,14 +107,15 @@ def _plan_validator(names: set[str], cfg: DialogConfig):
     return check
 
 
-def make_program(cfg: DialogConfig):
-    """The per-dialog program for `raypipe.llm.run_llm_program` (plain data in its closure)."""
+def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
+    """The per-dialog program for `raypipe.llm.run_llm_program` (plain data in its closure:
+    the config and the specs by node id)."""
 
     async def program(row: dict[str, Any], client) -> dict[str, Any]:
         from raypipe.llm import RowError
 
-        functions = json.loads(row["functions"])
         subgraph = json.loads(row["subgraph"])
+        functions = [specs[t] for t in subgraph["tools"]]
         names = {f["name"] for f in functions}
         plan = await client.chat_json(
             [

@@ -40,9 +40,10 @@ def test_toolflow_inputs_are_deterministic_and_carry_the_subgraph(graph):
     assert rows == toolflow_inputs(graph, 5, 11, cfg)
     assert [r["id"] for r in rows] == [f"toolflow-11-{i:08d}" for i in range(5)]
     for r in rows:
-        fns, sub = json.loads(r["functions"]), json.loads(r["subgraph"])
-        assert [f["name"] for f in fns] == [t.split("~")[0] for t in sub["tools"]]
-        assert 2 <= len(fns) <= 4
+        sub = json.loads(r["subgraph"])
+        names = [graph.spec(t)["name"] for t in sub["tools"]]
+        assert 2 <= len(names) == len(set(names)) <= 4 and sub["edges"]
+    assert toolflow_inputs(graph, 2, 11, cfg, start=3) == rows[3:5]  # chunks agree
 
 
 def test_candidate_pairs_share_a_label_and_are_seeded(graph):
@@ -68,9 +69,11 @@ def test_magnet_inputs_walk_magnet_edges_and_add_distractors(fgraph):
     assert rows == magnet_inputs(fgraph, 20, 0, PathConfig(min_length=2, max_length=3, distractors=2))
     for r in rows:
         fsp = [FspTurn.from_dict(d) for d in json.loads(r["fsp"])]
-        fns = [f["name"] for f in json.loads(r["functions"])]
-        used = {json.loads(r["names"])[c] for t in fsp for c in t.calls}
-        assert used <= set(fns) and len(fns) == len(set(fns)) == len(used) + 2
+        tools = json.loads(r["tools"])
+        fns = [fgraph.spec(t)["name"] for t in tools]
+        used = {c for t in fsp for c in t.calls}
+        assert tools[: len(used)] == sorted(used, key=tools.index)
+        assert len(fns) == len(set(fns)) == len(used) + 2
 
 
 def test_task_text_follows_the_node_operation(graph):
