@@ -9,26 +9,17 @@ import time
 from dataclasses import dataclass, field
 
 from raypipe.registry import Command, Step
-
-
-def _graph_config_type():
-    from raypipe.synth.toolgraph import GraphConfig
-
-    return GraphConfig
+from raypipe.synth.toolgraph import GraphConfig
 
 
 @dataclass
 class ToolGraphStepConfig:
-    tools: list[str]  # tool files: JSON list of specs, BFCL question files, sample JSONL/Parquet
+    tools: list[str]  # tool files: JSON list of specs, BFCL question files, sample JSONL/Parquet,
+    #                   or FORMAT:PATH for any `raypipe convert` format
     out: str  # directory for nodes.parquet, edges.parquet, graph.json, stats.json, graph.png
-    graph: dict = field(default_factory=dict)  # raypipe.synth.toolgraph.GraphConfig keys
+    graph: GraphConfig = field(default_factory=GraphConfig)
     use_ray: bool | None = None  # None: Ray Data when the pool has >= ray_threshold tools
     ray_threshold: int = 5000
-
-    def __post_init__(self) -> None:
-        from raypipe.config import load_config
-
-        self.graph = load_config(_graph_config_type(), self.graph, where="graph")
 
 
 def build_graph(cfg: ToolGraphStepConfig) -> dict:
@@ -72,7 +63,7 @@ def _add_build(p) -> None:
 def _run_build(args) -> int:
     cfg = ToolGraphStepConfig(
         tools=args.tools, out=args.out, use_ray=args.ray or None,
-        graph={"embedder": args.embedder, "min_score": args.min_score, "top_k": args.top_k},
+        graph=GraphConfig(embedder=args.embedder, min_score=args.min_score, top_k=args.top_k),
     )
     print(json.dumps(build_graph(cfg), indent=2))
     return 0
@@ -132,7 +123,7 @@ def synthetic_pool(n: int, seed: int = 0) -> list[dict]:
 def bench_toolgraph(sizes: list[int], dense_max: int) -> dict:
     """Blocked build per size, side by side with the same build in one block (one dense
     all-parameters matrix, the obvious alternative) where that fits; time ratio and memory."""
-    from raypipe.synth.toolgraph import GraphConfig, build_tool_graph
+    from raypipe.synth.toolgraph import build_tool_graph
     from raypipe.synth.toolpool import pool_from_specs
 
     rows = []
