@@ -69,8 +69,8 @@ class DialogConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.min_turns <= self.max_turns:
             raise ValueError("need 1 <= min_turns <= max_turns")
-        if self.max_steps_per_turn < 1:
-            raise ValueError("max_steps_per_turn must be >= 1")
+        if self.max_steps_per_turn < 2:  # the last step must answer: one more is needed to call
+            raise ValueError("max_steps_per_turn must be >= 2")
 
 
 def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: DialogConfig,
