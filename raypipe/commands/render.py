@@ -53,7 +53,10 @@ def _run(args) -> int:
             break
         header = f"### {sample.id} ({sample.source or '-'}, {sample.lang})"
         print(DIM + header + RESET if color else header)
-        spans = render_spans(sample.messages, sample.functions, fmt)
+        try:
+            spans = render_spans(sample.messages, sample.functions, fmt)
+        except ValueError as err:  # e.g. a call name the pythonic form cannot write
+            raise RaypipeError(f"sample {sample.id}: cannot render in {args.format}: {err}") from None
         print(highlight(spans, train_on=args.train_on, color=color))
     return 0
 

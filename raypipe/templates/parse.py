@@ -26,7 +26,7 @@ from raypipe.templates.formats import (
     FormatConfig,
     get_format,
 )
-from raypipe.templates.pythonic import parse_pythonic
+from raypipe.templates.pythonic import parse_pythonic, strip_code_fence
 
 
 @dataclass
@@ -89,7 +89,8 @@ def parse_completion(text: str, fmt: FormatConfig | str) -> ParsedCompletion:
 def _looks_like_calls(text: str, fmt: FormatConfig) -> bool:
     if fmt.call_style == "json":
         return TOOL_CALL_BEGIN in text or TOOL_CALL_END in text
-    return text.startswith("[") or text.startswith("```")
+    # a fenced block counts only when it holds a list: an answer may well contain code
+    return strip_code_fence(text).startswith("[")
 
 
 def _find_calls(text: str, fmt: FormatConfig) -> tuple[str | None, list[ToolCall]] | None:

@@ -51,3 +51,15 @@ def test_bench_packing_reaches_95_percent_at_2048(capsys):
     assert fractions["padded"] < fractions["packed"]
     assert report["packed_over_padded"] == pytest.approx(fractions["packed"] / fractions["padded"], rel=1e-2)
     assert report["samples"] == 55 and report["rejected"] == 0
+
+
+def test_render_sample_the_format_cannot_write_names_the_sample(tmp_path, capsys):
+    from raypipe.schema import Message, Sample, ToolCall
+
+    sample = Sample(functions=[], messages=[Message("user", "x"), Message("assistant", tool_calls=[ToolCall("get-weather", {})])])
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(sample.to_dict()) + "\n")
+    assert main(["render", "--format", "tools-dt", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert sample.id in err and "get-weather" in err
+    assert main(["render", "--format", "tools-dt-json", "--plain", str(path)]) == 0  # JSON style can

@@ -178,6 +178,13 @@ def test_no_decision_token_format_tells_answers_from_calls():
     assert parse_completion("[f(a=2)]", "tools").decision is None
 
 
+def test_code_in_an_answer_is_not_a_malformed_call():
+    text = "Use this:\n```python\nprint(1)\n```"
+    assert parse_completion("```python\nprint(1)\n```", "tools").content == "```python\nprint(1)\n```"
+    assert parse_completion(text, "tools").calls == []
+    assert parse_completion("```python\n[f(a=1)]\n```", "tools").calls == [ToolCall("f", {"a": 1})]
+
+
 def test_json_style_accepts_arguments_as_json_string():
     text = '<|use_tool|><|tool_call_begin|>{"name": "f", "arguments": "{\\"a\\": 1}"}<|tool_call_end|>'
     assert parse_completion(text, "tools-dt-json").calls == [ToolCall("f", {"a": 1})]
