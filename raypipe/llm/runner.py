@@ -111,6 +111,11 @@ def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
         limiter = get_or_create_limiter(name, llm.requests_per_minute, llm.tokens_per_minute)
         ray.get(limiter.state.remote())  # exists before any worker looks it up
         common = {**common, "limiter_name": name}
+    # Start every actor before the first batch goes out, so that throughput (and the rate
+    # limiter's budget) is not spent on a half-started pool. Restored after this stage.
+    context = ray.data.DataContext.get_current()
+    saved_wait = context.wait_for_min_actors_s
+    context.wait_for_min_actors_s = 600
     out = ds.map_batches(
         LLMStage,
         fn_constructor_kwargs=common,
@@ -121,10 +126,13 @@ def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
         compute=ray.data.ActorPoolStrategy(size=llm.num_actors, max_concurrent_calls_per_actor=2),
     )
     rows_in = 0
-    for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for summary in batch.to_pylist():
-            rows_in += summary["rows"]
-            progress.add(summary)
+    try:
+        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for summary in batch.to_pylist():
+                rows_in += summary["rows"]
+                progress.add(summary)
+    finally:
+        context.wait_for_min_actors_s = saved_wait
     del limiter  # the limiter actor ends with its last handle
     return rows_in
 

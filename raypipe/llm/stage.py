@@ -66,6 +66,9 @@ class LLMStage:
 
             limiter = RayLimiter(limiter_name)
         self.client = LLMClient(llm, limiter=limiter)
+        llm.api_key()  # a missing key stops the job when the actor starts, not row by row
+        import openai  # noqa: F401  (import once at actor start, not inside the first batch)
+
         self.processed = 0  # rows this worker finished (for max_error_rate)
         self.rejected = 0
 

@@ -1,0 +1,54 @@
+"""`raypipe bench synth`: throughput, rate-limit, fault and resume figures of the LLM engine
+against the local test server, side by side with ray.data.llm's HTTP processor and a bare
+asyncio loop. `raypipe llm cache-stats DIR`: entries and bytes of a request cache."""
+
+from __future__ import annotations
+
+from raypipe.registry import Command
+
+
+def _add_bench(p) -> None:
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--out", default=None, help="also write the JSON to this file")
+    p.add_argument("--quick", action="store_true", help="a quarter of the requests (a smoke run)")
+
+
+def _run_bench(args) -> int:
+    from raypipe.llm.bench import run_all
+
+    import json
+
+    result = run_all(quick=args.quick)
+    text = json.dumps(result, indent=2)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if args.json:
+        print(text)
+    else:
+        for key, value in result.items():
+            if key not in ("scenarios", "notes", "req_s"):
+                print(f"{key:28s} {value}")
+        print(f"{'req_s':28s} {json.dumps(result['req_s'])}")
+    return 0
+
+
+def _add_cache(p) -> None:
+    p.add_argument("cache_dir", help="the llm.cache_dir of a job (local dir or URI)")
+
+
+def _run_cache(args) -> int:
+    import json
+
+    from raypipe.llm.cache import RequestCache
+
+    print(json.dumps(RequestCache(args.cache_dir).stats()))
+    return 0
+
+
+COMMANDS = [
+    Command(path=("bench", "synth"), help="benchmark the LLM engine against the local test server",
+            add_arguments=_add_bench, run=_run_bench),
+    Command(path=("llm", "cache-stats"), help="number of entries and bytes in a request cache",
+            add_arguments=_add_cache, run=_run_cache),
+]

@@ -1,0 +1,278 @@
+"""`raypipe bench synth`: the engine against the local test server, side by side with the
+alternatives, in one run. Rates are measured by the server (first request received to last
+answer sent), so Ray's start-up time counts for nobody; wall times are reported too.
+
+Scenarios (see docs/llm.md): latency-bound, ray.data.llm's HTTP processor, bare asyncio,
+rate-limited, faults, and SIGKILL + resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from raypipe.llm.config import LLMConfig
+from raypipe.testing.server import FaultConfig, MockLLMServer
+
+KEY_ENV = "RAYPIPE_BENCH_KEY"
+
+
+def build_messages(row):
+    return [{"role": "user", "content": row["q"]}]
+
+
+def parse(row, text):
+    return {"id": row["id"], "answer": text}
+
+
+def make_rows(n: int, prefix: str) -> list[dict]:
+    return [{"id": f"{prefix}{i:06d}", "q": f"{prefix} question number {i}"} for i in range(n)]
+
+
+def llm_config(srv, **kw) -> LLMConfig:
+    base = dict(base_url=srv.base_url, model="mock", api_key_env=KEY_ENV, max_tokens=32,
+                concurrency=64, num_actors=2, batch_size=64, timeout_s=30.0,
+                backoff_base_s=0.05, progress_interval_s=0)
+    base.update(kw)
+    return LLMConfig(**base)
+
+
+def run_stage(rows, cfg, out_dir):
+    import ray
+
+    from raypipe.llm import run_llm_stage
+
+    ds = ray.data.from_items(rows, override_num_blocks=max(2, len(rows) // cfg.batch_size))
+    return run_llm_stage(ds, llm=cfg, build_messages=build_messages, parse=parse,
+                         out_dir=out_dir, stage="bench", log=lambda m: None)
+
+
+def output_ids(out_dir: str) -> tuple[list[str], list[str]]:
+    import pyarrow.parquet as pq
+
+    def ids(sub):
+        files = sorted(glob.glob(os.path.join(out_dir, sub, "*.parquet")))
+        return pq.read_table(files, columns=["id"]).column("id").to_pylist() if files else []
+
+    return ids("data"), ids("rejects")
+
+
+def lost_and_duplicated(rows, out_dir):
+    data, rejects = output_ids(out_dir)
+    seen = data + rejects
+    return {
+        "lost": len({r["id"] for r in rows} - set(seen)),
+        "duplicated": len(seen) - len(set(seen)),
+        "rejected": len(rejects),
+    }
+
+
+# -- scenarios ---------------------------------------------------------------------------------
+def latency_bound(work: str, n: int, latency: float, in_flight: int, actors: int) -> dict:
+    with MockLLMServer(latency_s=latency, process=True) as srv:
+        cfg = llm_config(srv, concurrency=in_flight // actors, num_actors=actors,
+                         batch_size=in_flight // actors)
+        started = time.monotonic()
+        summary = run_stage(make_rows(n, "lat"), cfg, f"{work}/latency")
+        wall = time.monotonic() - started
+        stats = srv.stats
+    ideal = in_flight / latency
+    return {"requests": stats.requests, "req_s": round(stats.ok_rate(), 2), "ideal_req_s": ideal,
+            "ratio": round(stats.ok_rate() / ideal, 3), "wall_s": round(wall, 1),
+            "completed": summary["completed"], "max_in_flight": stats.max_in_flight}
+
+
+def ray_http_processor(n: int, latency: float, actors: int, batch_size: int) -> dict:
+    import ray
+    from ray.data.llm import HttpRequestProcessorConfig, build_processor
+
+    with MockLLMServer(latency_s=latency, process=True) as srv:
+        config = HttpRequestProcessorConfig(
+            url=srv.base_url + "/chat/completions",
+            headers={"Authorization": f"Bearer {os.environ[KEY_ENV]}"},
+            batch_size=batch_size, concurrency=actors,
+        )
+        processor = build_processor(
+            config,
+            preprocess=lambda row: {"payload": {"model": "mock", "max_tokens": 32,
+                                                "messages": build_messages(row)}},
+            postprocess=lambda row: {"answer": str(row["http_response"])},
+        )
+        started = time.monotonic()
+        out = processor(ray.data.from_items(make_rows(n, "ray"))).take_all()
+        wall = time.monotonic() - started
+        stats = srv.stats
+    return {"requests": stats.requests, "req_s": round(stats.ok_rate(), 3), "wall_s": round(wall, 1),
+            "completed": len(out), "max_in_flight": stats.max_in_flight}
+
+
+async def _bare_asyncio(base_url: str, n: int, in_flight: int) -> None:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=os.environ[KEY_ENV], max_retries=0)
+    gate = asyncio.Semaphore(in_flight)
+
+    async def one(row):
+        async with gate:
+            response = await client.chat.completions.create(
+                model="mock", messages=build_messages(row), max_tokens=32, temperature=0.0)
+            return response.choices[0].message.content
+
+    await asyncio.gather(*(one(r) for r in make_rows(n, "bare")))
+    await client.close()
+
+
+def client_cpu(work: str, n: int, in_flight: int, actors: int) -> dict:
+    with MockLLMServer(process=True) as srv:
+        asyncio.run(_bare_asyncio(srv.base_url, n, in_flight))
+        bare = srv.stats.ok_rate()
+    with MockLLMServer(process=True) as srv:
+        cfg = llm_config(srv, concurrency=in_flight // actors, num_actors=actors, batch_size=256)
+        run_stage(make_rows(n, "cpu"), cfg, f"{work}/cpu")
+        ours = srv.stats.ok_rate()
+    return {"requests": n, "raypipe_req_s": round(ours, 1), "bare_asyncio_req_s": round(bare, 1),
+            "ratio": round(ours / bare, 3)}
+
+
+def rate_limited(work: str, n: int, rpm: float) -> dict:
+    with MockLLMServer(rpm=rpm, burst_s=1.0, process=True) as srv:
+        cfg = llm_config(srv, requests_per_minute=rpm, concurrency=32, batch_size=32)
+        summary = run_stage(make_rows(n, "rl"), cfg, f"{work}/rate")
+        stats = srv.stats
+    limit = rpm / 60.0
+    return {"requests": stats.requests, "req_s": round(stats.ok_rate(), 3), "limit_req_s": limit,
+            "ratio": round(stats.ok_rate() / limit, 3),
+            "share_429": round(stats.status.get(429, 0) / max(stats.requests, 1), 4),
+            "completed": summary["completed"]}
+
+
+def faults(work: str, n: int) -> dict:
+    rows = make_rows(n, "flt")
+    fault = FaultConfig(rate_5xx=0.04, rate_timeout=0.03, rate_drop=0.03, timeout_sleep_s=5, seed=7)
+    with MockLLMServer(latency_s=0.05, faults=fault, process=True) as srv:
+        cfg = llm_config(srv, timeout_s=1.0, max_retries=6, concurrency=32, batch_size=32)
+        summary = run_stage(rows, cfg, f"{work}/faults")
+        stats = srv.stats
+    failed = stats.requests - stats.ok
+    return {"requests": stats.requests, "failed_requests": failed,
+            "failed_share": round(failed / max(stats.requests, 1), 3),
+            "req_s": round(stats.ok_rate(), 2), **lost_and_duplicated(rows, f"{work}/faults"),
+            "completed": summary["completed"]}
+
+
+CHILD = """
+import sys, ray
+sys.path.insert(0, {here!r})
+from raypipe.llm.bench import llm_config_from, make_rows, run_stage
+ray.init(address={address!r}, log_to_driver=False)
+run_stage(make_rows({n}, "res"), llm_config_from({cfg!r}), {out!r})
+"""
+
+
+def llm_config_from(d: dict) -> LLMConfig:
+    return LLMConfig(**d)
+
+
+def resume(work: str, n: int, latency: float) -> dict:
+    import dataclasses
+
+    import ray
+
+    out = f"{work}/resume"
+    rows = make_rows(n, "res")
+    with MockLLMServer(latency_s=latency, process=True) as srv:
+        cfg = llm_config(srv, concurrency=32, batch_size=32, cache_dir=f"{work}/resume-cache")
+        script = CHILD.format(here=os.getcwd(), address=ray.get_runtime_context().gcs_address,
+                              n=n, cfg=dataclasses.asdict(cfg), out=out)
+        child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        killed_at = None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and child.poll() is None:
+            markers = glob.glob(f"{out}/_done/part-*.json")
+            if len(markers) * cfg.batch_size >= n // 2:
+                os.killpg(child.pid, signal.SIGKILL)  # the driver and everything it started
+                killed_at = len(markers) * cfg.batch_size
+                break
+            time.sleep(0.02)
+        child.wait()
+        before = srv.stats.requests
+        time.sleep(1.0)  # let Ray notice the dead driver and reap its actors
+        summary = run_stage(rows, cfg, out)
+        stats = srv.stats
+    return {"rows": n, "killed_after_rows": killed_at, "requests_first_run": before,
+            "requests_total": stats.requests,
+            "requests_per_row": round(stats.requests / n, 4),
+            **lost_and_duplicated(rows, out), "completed": summary["completed"]}
+
+
+def run_all(quick: bool = False) -> dict:
+    import ray
+
+    os.environ.setdefault(KEY_ENV, "sk-bench-not-a-real-key")
+    scale = 0.25 if quick else 1.0
+    work = tempfile.mkdtemp(prefix="raypipe-bench-synth-")
+    started = time.monotonic()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
+             log_to_driver=False)
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        n_lat = int(2000 * scale)
+        s1 = latency_bound(work, n_lat, latency=1.0, in_flight=128, actors=2)
+        s2 = ray_http_processor(int(32 * max(scale, 0.5)), latency=1.0, actors=2, batch_size=16)
+        s3 = client_cpu(work, int(4000 * scale), in_flight=128, actors=2)
+        s4 = rate_limited(work, int(300 * scale), rpm=600)
+        s5 = faults(work, int(1000 * scale))
+        s6 = resume(work, int(2000 * scale), latency=0.2)
+    finally:
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "latency_bound_ratio": s1["ratio"],
+        "vs_ray_http_processor": round(s1["req_s"] / s2["req_s"], 2),
+        "vs_bare_asyncio": s3["ratio"],
+        "rate_limited_ratio": s4["ratio"],
+        "rate_limited_429_share": s4["share_429"],
+        "faults_lost": s5["lost"],
+        "faults_duplicated": s5["duplicated"],
+        "faults_rejected": s5["rejected"],
+        "resume_lost": s6["lost"],
+        "resume_duplicated": s6["duplicated"],
+        "resume_requests_per_row": s6["requests_per_row"],
+        "req_s": {"latency_bound": s1["req_s"], "ray_http_processor": s2["req_s"],
+                  "client_cpu_raypipe": s3["raypipe_req_s"], "client_cpu_bare_asyncio": s3["bare_asyncio_req_s"],
+                  "rate_limited": s4["req_s"], "faults": s5["req_s"]},
+        "scenarios": {"latency_bound": s1, "ray_http_processor": s2, "client_cpu": s3,
+                      "rate_limited": s4, "faults": s5, "resume": s6},
+        "notes": [
+            "rates are measured by the test server: (answers - 1) / (last answer - first request)",
+            f"ray_http_processor ran {s2['completed']} requests (it sends one at a time per actor; "
+            "the figure is a req/s ratio)",
+            "client_cpu: raypipe with the request cache off, same concurrency, zero-latency server",
+            "test server runs in its own process; machine: "
+            f"{os.cpu_count()} cores; quick={quick}",
+        ],
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+
+
+def main_json(out_file: str | None, quick: bool) -> dict:
+    result = run_all(quick=quick)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out_file:
+        with open(out_file, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main_json(sys.argv[1] if len(sys.argv) > 1 else None, quick="--quick" in sys.argv)
