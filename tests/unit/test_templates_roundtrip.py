@@ -40,7 +40,8 @@ def samples(draw):
     for _ in range(draw(st.integers(1, 2))):
         calls = draw(st.lists(CALL, min_size=1, max_size=2))
         reasoning = draw(st.none() | PLAIN.filter(lambda s: s.strip() == s))
-        messages.append(Message("assistant", tool_calls=calls, reasoning=reasoning))
+        content = draw(st.none() | PLAIN.filter(lambda s: s.strip() == s))
+        messages.append(Message("assistant", content, tool_calls=calls, reasoning=reasoning))
         messages.append(Message("tool", draw(PLAIN)))
     messages.append(Message("assistant", draw(PLAIN).strip()))
     return Sample(functions=functions, messages=messages)
@@ -68,5 +69,4 @@ def test_render_then_parse_gives_back_the_calls(sample, name):
             assert parsed.decision == ("use_tool" if message.tool_calls else "answer")
         if fmt.reasoning and message.tool_calls:
             assert parsed.reasoning == (message.reasoning or None)  # "" renders no block
-        if not message.tool_calls:
-            assert parsed.content == message.content
+        assert parsed.content == (message.content if not message.tool_calls else message.content or None)
