@@ -1,0 +1,58 @@
+"""Loss math of the recipes, as pure functions on tensors (unit-tested by hand).
+
+Labels follow the transformers convention: -100 marks a token that carries no loss (prompt,
+tool results, padding). Position t's logits predict token t+1.
+"""
+
+from __future__ import annotations
+
+IGNORE = -100
+
+
+def token_logps(logits, labels):
+    """Log-probability of every next token, 0 where the label is IGNORE.
+
+    Returns (logps [B, T-1], mask [B, T-1]). Cross-entropy in fp32 without materialising a
+    full log-softmax copy of the logits (it matters at 32k+ vocabularies).
+    """
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1, :].float()
+    targets = labels[:, 1:]
+    nll = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        targets.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="none",
+    ).view(targets.shape)
+    return -nll, targets != IGNORE
+
+
+def sequence_logps(logits, labels):
+    """Sum of log-probs over each row's trained tokens (all its assistant turns): [B]."""
+    logps, _ = token_logps(logits, labels)
+    return logps.sum(dim=-1)
+
+
+def nll_sum_and_count(logits, labels):
+    """(sum of token NLL, number of trained tokens) of a micro-batch.
+
+    The recipes divide the sum by the trained-token count of the whole global batch (all
+    micro-batches, all workers), so every token weighs the same: not a mean of per-sample means.
+    """
+    logps, mask = token_logps(logits, labels)
+    return -logps.sum(), mask.sum()
+
+
+def mdpo_terms(policy_pos, policy_neg, ref_pos, ref_neg, eta: float):
+    """MAGNET's multi-turn DPO term per pair.
+
+    -log sigmoid(eta * (sum_pos log pi/pi_ref - sum_neg log pi/pi_ref)), where each sum runs
+    over all assistant turns of a trajectory, i.e. the inputs are `sequence_logps`.
+    Returns (loss [B], chosen_reward [B], rejected_reward [B]); margin = chosen - rejected.
+    """
+    import torch.nn.functional as F
+
+    chosen = eta * (policy_pos - ref_pos)
+    rejected = eta * (policy_neg - ref_neg)
+    return -F.logsigmoid(chosen - rejected), chosen.detach(), rejected.detach()
