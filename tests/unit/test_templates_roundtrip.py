@@ -70,3 +70,22 @@ def test_render_then_parse_gives_back_the_calls(sample, name):
         if fmt.reasoning and message.tool_calls:
             assert parsed.reasoning == (message.reasoning or None)  # "" renders no block
         assert parsed.content == (message.content if not message.tool_calls else message.content or None)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer():
+    from raypipe.testing.tiny import make_tiny_tokenizer
+
+    return make_tiny_tokenizer(["hello world"] * 3, vocab_size=280)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(sample=samples(), name=st.sampled_from(sorted(PRESETS)))
+def test_jinja_twin_renders_generated_samples_identically(chat_tokenizer, sample, name):
+    from raypipe.templates import chat_template, to_chat_messages
+
+    messages, tools = to_chat_messages(sample)
+    text = chat_tokenizer.apply_chat_template(
+        messages, tools=tools, tokenize=False, chat_template=chat_template(name)
+    )
+    assert text == render(sample, name)
