@@ -178,3 +178,34 @@ def test_tool_calls_with_unicode_tokenize_cleanly(tokenizer):
     assert trained_runs(out["input_ids"], out["labels"], tokenizer) == [
         '<|use_tool|>[w(city="台北 🌧", n=-0.0015)]<|im_end|>'
     ]
+
+
+LLAMA3_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+
+def test_no_boundary_drift_with_a_llama3_style_pretokenizer():
+    """The Llama-3/Qwen2 split regex merges newlines with punctuation; turn borders still hold."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [render(s, name) for s in all_samples() for name in ("tools", "system-dt")]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok)
+    for name in ("tools", "system-dt", "tools-dt-json"):
+        add_special_tokens(fast, name)
+        for sample in all_samples():
+            out = tokenize_sample(sample, fast, name)  # raises TokenizationDrift on a mismatch
+            assert fast.decode(out["input_ids"]) == render(sample, name)
