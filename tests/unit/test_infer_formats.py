@@ -50,3 +50,15 @@ def test_gold_answers_in_each_format_score_full_marks(bfcl_data, preset):
     report = score_results(items, results, decoder_for_format(fmt))
     for category, entry in report["categories"].items():
         assert entry["accuracy"] == 1.0, (preset, category, entry["errors"][:1])
+
+
+def test_mtbench_reply_is_the_answer_text_without_format_markup():
+    from raypipe.infer.mtbench import reply_text
+    from raypipe.templates import get_format
+
+    assert reply_text("<|answer|>Hello there", get_format("tools-dt")) == "Hello there"
+    assert reply_text("<|answer|><think>plan</think>Hi", get_format("tools-dt-cot")) == "Hi"
+    assert reply_text("just text", get_format("none")) == "just text"
+    # a call where an answer was due is shown to the judge as written, not hidden
+    call = '<|use_tool|>[get_weather(city="Taipei")]'
+    assert reply_text(call, get_format("tools-dt")) == call
