@@ -163,6 +163,7 @@ def build_tiny_model(cfg: TrainConfig, fmt, out: Path) -> Path:
 
 
 def _texts(cfg: TrainConfig, fmt) -> list[str]:
+    from raypipe.schema import Sample
     from raypipe.templates import render
     from raypipe.train.data import expand, read_samples
 
@@ -171,8 +172,16 @@ def _texts(cfg: TrainConfig, fmt) -> list[str]:
         for path in expand(src.path):
             if src.kind == "samples":
                 texts.extend(render(s, fmt) for s in read_samples(path))
+            elif src.kind == "pairs":
+                import pyarrow.parquet as pq
+
+                for row in pq.read_table(path).to_pylist():
+                    texts.extend(render(Sample.from_row(row[side]), fmt) for side in ("chosen", "rejected"))
             else:
-                texts.append(Path(path).read_bytes()[:2_000_000].decode("utf-8", errors="ignore"))
+                raise RaypipeError(
+                    f"{path}: tiny_model needs text to train its tokenizer; give canonical "
+                    "samples (kind: samples), not already-tokenized data"
+                )
     return texts
 
 
