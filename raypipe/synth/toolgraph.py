@@ -204,18 +204,28 @@ def edges_for_block(m: _Matrices, start: int, stop: int, min_score: float, top_k
         scores = _tool_max(sims, left_off[start:stop] - lo, m.param_offsets)
         for i in range(stop - start):
             src = start + i
-            row = scores[i]
+            row = np.round(scores[i], 4)  # rounded: float noise must not reorder ties
             row[bases == bases[src]] = -1.0  # itself, and its same-name variants
-            k = min(top_k, n - 1)
-            if k <= 0:
-                continue
-            best = np.argpartition(-row, k - 1)[:k] if k < n else np.arange(n)
-            for dst in best[row[best] >= min_score]:
+            for dst in _top_k(row, top_k, min_score):
                 out["src"].append(src)
                 out["dst"].append(int(dst))
                 out["kind"].append(kind)
                 out["score"].append(float(row[dst]))
     return out
+
+
+def _top_k(row, k: int, min_score: float):
+    """Indices of the k best scores >= min_score; ties at the cut go to the lowest indices, so
+    the result does not depend on how the pool was blocked or on which machine."""
+    import numpy as np
+
+    cand = np.flatnonzero(row >= min_score)
+    if len(cand) <= k:
+        return cand
+    kth = np.partition(row[cand], len(cand) - k)[len(cand) - k]  # the k-th largest
+    above = cand[row[cand] > kth]
+    ties = cand[row[cand] == kth][: k - len(above)]
+    return np.concatenate([above, ties])
 
 
 def _finish(specs, node_ids, candidates: list[dict], m: _Matrices, name: str, cfg) -> ToolGraph:

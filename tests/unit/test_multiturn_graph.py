@@ -194,6 +194,26 @@ def test_blocking_does_not_change_the_graph(pool):
     assert whole.edges == blocked.edges
 
 
+def test_top_k_ties_go_to_the_lowest_indices():
+    import numpy as np
+
+    from raypipe.synth.toolgraph import _top_k
+
+    row = np.array([0.9, 0.5, 0.7, 0.7, 0.7, 0.1])
+    assert sorted(_top_k(row, 3, 0.4).tolist()) == [0, 2, 3]
+    assert sorted(_top_k(row, 9, 0.6).tolist()) == [0, 2, 3, 4]
+    assert _top_k(row, 2, 0.95).tolist() == []
+
+
+def test_synthetic_pool_graph_is_the_same_in_any_blocking():
+    from raypipe.commands.graph import synthetic_pool
+
+    pool = pool_from_specs(synthetic_pool(120))  # many exact ties: shared parameter texts
+    one = build_tool_graph(pool, GraphConfig(block_tools=120))
+    many = build_tool_graph(pool, GraphConfig(block_tools=17))
+    assert [(e["src"], e["dst"], e["kind"]) for e in one.edges] == [(e["src"], e["dst"], e["kind"]) for e in many.edges]
+
+
 def test_graph_parquet_roundtrip(graph, tmp_path):
     save_graph(graph, tmp_path / "g")
     back = load_graph(tmp_path / "g")
