@@ -37,7 +37,7 @@ def graph_stats(graph: ToolGraph) -> dict[str, Any]:
 
 
 def _bucket(d: int) -> str:
-    if d <= 2:
+    if d <= 3:
         return str(d)
     lo = 2 ** int(math.log2(d))
     return f"{lo}-{2 * lo - 1}"

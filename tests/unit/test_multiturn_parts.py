@@ -130,3 +130,10 @@ def test_quality_report_measures_and_counts():
     assert r["judge_coherence"]["mean"] == 5.0
     assert not quality_report(samples, [], attempted=5)["counts_add_up"]
     assert "| rejected_share | 0.4 |" in report_markdown(r, "X")
+
+
+def test_degree_buckets_do_not_overlap():
+    from raypipe.synth.graphstats import _bucket
+
+    assert [_bucket(d) for d in (0, 1, 2, 3, 4, 7, 8, 15, 16)] == [
+        "0", "1", "2", "3", "4-7", "4-7", "8-15", "8-15", "16-31"]
