@@ -137,3 +137,14 @@ async def simulate_results(client, functions: list[dict[str, Any]], history: lis
 def _has_result(obj: Any) -> None:
     if not isinstance(obj, dict) or "result" not in obj:
         raise ValueError('expected {"result": ...}')
+
+
+def checked_row(sample: Sample) -> dict[str, Any]:
+    """The sample's Arrow row, once the whole dialog passes the validator (a last guard: each
+    turn was already checked in its context)."""
+    from raypipe.llm import RowError
+
+    problems = validate_sample(sample)
+    if problems:
+        raise RowError("dialog invalid: " + "; ".join(str(p) for p in problems))
+    return sample.to_row()

@@ -46,21 +46,28 @@ class FspTurn:
 
 def random_walk_fsp(graph: ToolGraph, rng: random.Random, length: int,
                     kinds: tuple[str, ...] | None = None) -> list[FspTurn]:
-    """fs_1..fs_H: a walk that never revisits a function; shorter if it gets stuck."""
+    """fs_1..fs_H: a walk that never revisits a function (nor a same-name variant of one:
+    a dialog cannot offer two functions with one name); shorter if it gets stuck."""
     connected = [n for n in graph.node_ids if graph.neighbours(n, kinds)]
     if not connected:
         raise ValueError("the function graph has no edges to walk")
     path = [rng.choice(connected)]
     while len(path) < length:
-        options = {n: s for n, s in graph.neighbours(path[-1], kinds).items() if n not in path}
+        taken = {_name(graph, p) for p in path}
+        options = {n: s for n, s in graph.neighbours(path[-1], kinds).items()
+                   if _name(graph, n) not in taken}
         if not options:  # dead end: step from any function on the path instead
             options = {n: s for p in path for n, s in graph.neighbours(p, kinds).items()
-                       if n not in path}
+                       if _name(graph, n) not in taken}
         if not options:
             break
         names = sorted(options)
         path.append(rng.choices(names, weights=[max(options[n], 1e-6) for n in names])[0])
     return [FspTurn((n,)) for n in path]
+
+
+def _name(graph: ToolGraph, node: str) -> str:
+    return unwrap(graph.spec(node)).get("name", node)
 
 
 def insert_prerequisite(fsp: list[FspTurn], h: int, prereq: str, feeds: str) -> list[FspTurn]:
@@ -110,16 +117,16 @@ def apply_random_ops(fsp: list[FspTurn], graph: ToolGraph, rng: random.Random,
                      cfg: OpsConfig) -> list[FspTurn]:
     """Insert, then merge, then split at random (seeded); the order keeps each op valid."""
     out = list(fsp)
-    used = {c for t in out for c in t.calls}
+    used = {_name(graph, c) for t in out for c in t.calls}
     for h in range(len(out)):
         if rng.random() >= cfg.p_insert:
             continue
         main = out[h].calls[-1]
-        feeders = [(src, via) for src, _, via in graph.feeders(main) if src not in used]
+        feeders = [(src, via) for src, _, via in graph.feeders(main) if _name(graph, src) not in used]
         if feeders:
             src, via = feeders[0] if rng.random() < 0.5 else rng.choice(feeders)
             out = insert_prerequisite(out, h, src, via)
-            used.add(src)
+            used.add(_name(graph, src))
     h = 0
     while h + 1 < len(out):
         if out[h].op == "walk" and out[h + 1].op == "walk" and rng.random() < cfg.p_merge:

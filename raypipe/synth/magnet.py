@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raypipe.schema import Lineage, Message, Sample
-from raypipe.synth.agents import ACTION_FORMAT, checked_assistant_turn, simulate_results, specs_block, transcript
+from raypipe.synth.agents import (
+    ACTION_FORMAT, checked_assistant_turn, checked_row, simulate_results, specs_block, transcript,
+)
 from raypipe.synth.fsp_ops import FspTurn, OpsConfig, apply_random_ops, fsp_functions, random_walk_fsp
 from raypipe.synth.sampling import dialog_rng
 from raypipe.synth.toolgraph import ToolGraph
@@ -188,7 +190,7 @@ def make_program(specs_by_node: dict[str, dict[str, Any]]):
             meta={"fsp": [t.to_dict() for t in fsp], "actions": actions},
             lineage=[Lineage(stage=STAGE)],
         )
-        return sample.to_row()
+        return checked_row(sample)
 
     return program
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from raypipe.schema import Lineage, Message, Sample
 from raypipe.synth.agents import (
-    ACTION_FORMAT, checked_assistant_turn, simulate_results, specs_block, transcript,
+    ACTION_FORMAT, checked_assistant_turn, checked_row, simulate_results, specs_block, transcript,
 )
 from raypipe.synth.sampling import SamplingConfig, dialog_rng, sample_tools
 from raypipe.synth.toolgraph import ToolGraph
@@ -161,7 +161,7 @@ def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
             meta={"plan": plan["turns"], "subgraph": subgraph, "turns": turns_meta},
             lineage=[Lineage(stage=STAGE)],
         )
-        return sample.to_row()
+        return checked_row(sample)
 
     return program
 

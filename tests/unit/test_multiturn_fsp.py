@@ -94,9 +94,25 @@ def test_apply_random_ops_produces_every_operation_and_valid_paths(graph):
                 assert not t.calls and fsp[h + 1].op == "answer" and fsp[h + 1].missing == t.missing
             if t.op == "insert":
                 assert t.calls[0] in [s for s, _, _ in graph.feeders(t.calls[1])]
-        names = fsp_functions(fsp)
-        assert len(names) == len(set(names))
+        names = [graph.spec(n)["name"] for n in fsp_functions(fsp)]
+        assert len(names) == len(set(names))  # never get_weather and get_weather~2 together
     assert {"walk", "insert", "merge", "ask", "answer"} <= seen
+
+
+def test_walk_and_insert_never_pair_same_name_variants():
+    from raypipe.synth.toolgraph import ToolGraph
+
+    spec = lambda name: {"name": name, "parameters": {"properties": {"x": {}}, "required": ["x"]}}  # noqa: E731
+    g = ToolGraph(["a", "a~2", "b"], [spec("a"), spec("a"), spec("b")], [
+        {"src": "a", "dst": "b", "kind": "magnet", "score": 1.0, "via": ""},
+        {"src": "b", "dst": "a~2", "kind": "magnet", "score": 1.0, "via": ""},
+        {"src": "a~2", "dst": "b", "kind": "return_param", "score": 0.9, "via": "name->x"},
+    ])
+    for seed in range(20):
+        path = [t.calls[0] for t in random_walk_fsp(g, random.Random(seed), 3, ("magnet",))]
+        assert len(path) == 2 and {g.spec(n)["name"] for n in path} == {"a", "b"}
+        fsp = apply_random_ops([T("a"), T("b")], g, random.Random(seed), OpsConfig(1.0, 0, 0))
+        assert "a~2" not in fsp_functions(fsp)  # a~2 feeds b, but "a" is already in the dialog
 
 
 def test_apply_random_ops_with_zero_probabilities_is_identity(graph):
