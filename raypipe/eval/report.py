@@ -91,8 +91,8 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['name']} | {r.get('format') or '-'} | {_pct(r['ast_summary'])} | "
                      f"{_pct(r['relevance_detection'])} | {mt} |")
     if any(r["categories"] for r in runs):
-        lines += ["", "| Run | " + " | ".join(SHORT[c] for c in CATEGORIES) + " |",
-                  "|---|" + "---:|" * len(CATEGORIES)]
+        lines += ["", "| Run | " + " | ".join(SHORT[c] for c in CATEGORIES) + " | Relevance (strict) |",
+                  "|---|" + "---:|" * (len(CATEGORIES) + 1)]
         for r in runs:
             cells = []
             for c in CATEGORIES:
@@ -104,10 +104,12 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
                 if cat.get("ci95"):
                     cell += f" [{_pct(cat['ci95'][0])}, {_pct(cat['ci95'][1])}]"
                 cells.append(cell)
+            cells.append(_pct(r["relevance_detection_strict"]))
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("Accuracies in %, (correct/total) and [95% confidence interval]; "
-                     "AST Summary = mean of the four AST categories.")
+                     "AST Summary = mean of the four AST categories; Relevance (strict) counts "
+                     "only well-formed direct answers as correct.")
     return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ FULL = {"simple": (341, 400), "multiple_function": (180, 200), "parallel_functio
 
 
 def test_markdown_has_the_papers_columns_in_percent(tmp_path):
-    a = _run_dir(tmp_path, "tools-dt", _bfcl_report(FULL), {"score": 5.57}, {"format": "tools-dt"})
+    a = _run_dir(tmp_path, "tools-dt", _bfcl_report(FULL, strict=0.3), {"score": 5.57}, {"format": "tools-dt"})
     b = _run_dir(tmp_path, "if-only", None, {"score": 5.4625})
     md = markdown_table([collect_run(a), collect_run(b)])
     lines = md.splitlines()
@@ -44,6 +44,7 @@ def test_markdown_has_the_papers_columns_in_percent(tmp_path):
     assert f"| tools-dt | tools-dt | {100 * ast:.2f} | 49.58 | 5.57 |" in lines
     assert "| if-only | - | - | - | 5.46 |" in lines  # missing metrics show as "-"
     assert "85.25 (341/400) [75.25, 95.25]" in md  # per-category accuracy, counts and CI
+    assert md.splitlines()[7].endswith("| 30.00 |")  # strict relevance beside the lenient one
 
 
 def test_write_report_makes_json_markdown_and_png(tmp_path):
