@@ -9,8 +9,10 @@ source, or a `share` of the mixture's `total`. The mixture is built on Ray Data:
    wins, the others go to the rejects with the winner named;
 3. each source's rows are sorted by their pick key and the first `n` taken: a seeded choice
    that does not depend on how the data is partitioned;
-4. the mixture is sorted by its order key (a seeded shuffle, again partition-independent),
-   each row's `meta["mix"]` records its source name, and stats are computed per source.
+4. the mixture is sorted by its order key (a seeded shuffle, again partition-independent;
+   the keys are uniform hashes, so plain Ray tasks cut and merge equal key ranges without
+   Ray Data's sampling sort), each row's `meta["mix"]` records its source name, and stats
+   are computed per source.
 
 Asking for more rows than a source has (after dedup) is an error naming the source: a
 mixture never repeats rows silently.
@@ -217,12 +219,28 @@ def decide(keys: list[tuple], sources: list[MixSource], total: int | None):
     return masks, read, dropped, plan, duplicates
 
 
-def filter_block(table, mask):
-    """Keep the chosen rows of one block; also return their per-source stats."""
+def filter_block(table, mask, parts: int):
+    """Keep the chosen rows of one block and cut them into `parts` ranges of the order key;
+    the first return value is their per-source stats."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     kept = table.filter(pa.array(mask, pa.bool_()))
-    return kept, batch_stats(kept)
+    bounds = [i * (2**63 // parts) for i in range(parts)] + [2**63]
+    order = kept.column(ORDER_COL)
+    ranges = [
+        kept.filter(pc.and_(pc.greater_equal(order, lo), pc.less(order, hi))) if i < parts - 1
+        else kept.filter(pc.greater_equal(order, lo))
+        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:]))
+    ]
+    return (batch_stats(kept), *ranges)
+
+
+def merge_range(*tables):
+    """One range of the mixture: its pieces from every block, sorted by the order key."""
+    import pyarrow as pa
+
+    return pa.concat_tables(tables).sort_by(ORDER_COL)
 
 
 def build_mix(datasets: dict[str, Any], sources: list[MixSource], *, seed: int = 0,
@@ -241,12 +259,16 @@ def build_mix(datasets: dict[str, Any], sources: list[MixSource], *, seed: int =
     keys = ray.get([keys_task.remote(b) for b in blocks])
     masks, read, dropped, plan, duplicates = decide(keys, sources, total)
 
-    filter_task = ray.remote(num_returns=2)(filter_block)
-    parts = [filter_task.remote(b, m) for b, m in zip(blocks, masks)]
-    stats = sum_stats(ray.get([p[1] for p in parts]))
-    tables = [p[0] for p in parts]
-    mixed = ray.data.from_arrow_refs(tables) if tables else everything.limit(0)
-    mixed = mixed.sort(ORDER_COL).map_batches(add_mix_name, batch_format="pyarrow")
+    # The seeded shuffle: order keys are uniform hashes, so equal key ranges are equal-sized
+    # partitions; each block is cut by range, each range merged and sorted (no sampling pass).
+    parts = max(1, min(len(blocks), 64))
+    filter_task = ray.remote(num_returns=parts + 1)(filter_block)
+    cut = [filter_task.remote(b, m, parts) for b, m in zip(blocks, masks)]
+    stats = sum_stats(ray.get([c[0] for c in cut]))
+    merge_task = ray.remote(merge_range)
+    ranges = [merge_task.remote(*[c[1 + i] for c in cut]) for i in range(parts)] if cut else []
+    mixed = ray.data.from_arrow_refs(ranges) if ranges else everything.limit(0)
+    mixed = mixed.map_batches(add_mix_name, batch_format="pyarrow")
     per_source = {
         s.name: {
             "read": read[s.name],

@@ -219,3 +219,69 @@ def test_negatives_decision_only_and_teacher_answer(local_ray, tmp_path):
     reasons = {r["id"]: r["reason"] for r in rejects}
     assert "calls 'get_current_weather'" in reasons[samples[0].id]
     assert reasons[samples[5].id].startswith("build error") and "no assistant turn" in reasons[samples[5].id]
+
+
+def test_chain_job_negatives_reasoning_translate_mix_and_mix_cli(local_ray, tmp_path, capsys):
+    import yaml
+
+    from raypipe.cli import main
+    from raypipe.jobs import run_job
+
+    fc = shipped("single", limit=4) + shipped("parallel", limit=1)
+    inputs = write_jsonl(tmp_path / "fc.jsonl", fc)
+    if_rows = write_jsonl(tmp_path / "if.jsonl", [Sample.from_dict(json.loads(x))
+                                                  for x in IF_JSONL.read_text().splitlines()[:6]])
+    job = yaml.safe_load((Path(__file__).parents[2] / "jobs" / "synth_chain.yaml").read_text())
+    run = tmp_path / "run"
+    with MockLLMServer(responder=Teacher({})) as srv:
+        teacher = {**job["steps"][1]["synth_reasoning"]["llm"], "base_url": srv.base_url, "api_key_env": KEY_ENV,
+                   "cache_dir": str(run / "cache"), "num_actors": 1, "progress_interval_s": 0}
+        steps = {k: v for step in job["steps"] for k, v in step.items()}
+        steps["synth_negatives"].update(inputs=[inputs], out=str(run / "nf"))
+        steps["synth_reasoning"].update(inputs=[inputs], out=str(run / "fc_reason"), llm=teacher)
+        steps["synth_translate"].update(inputs=[str(run / "fc_reason")], out=str(run / "tc"), llm=teacher)
+        steps["synth_mix"].update(out=str(run / "mix"), sources=[
+            {"name": "IF", "inputs": [if_rows], "count": 4},
+            {"name": "FC", "inputs": [str(run / "fc_reason")]},
+            {"name": "NF", "inputs": [str(run / "nf")], "count": 3},
+            {"name": "TC", "inputs": [str(run / "tc")]},
+            {"name": "FC-again", "inputs": [str(run / "fc_reason")]},  # all duplicates of FC
+        ])
+        job["steps"] = [{k: steps[k]} for k in ("synth_negatives", "synth_reasoning", "synth_translate", "synth_mix")]
+        path = tmp_path / "chain.yaml"
+        path.write_text(yaml.safe_dump(job, allow_unicode=True))
+        ctx = run_job(path)
+
+    res = ctx.results
+    assert res["0:synth_negatives"]["out"] == 5
+    assert res["1:synth_reasoning"]["completed"] == 5 and res["2:synth_translate"]["completed"] == 5
+    mixed, dups = read_dir(run / "mix")
+    assert len(mixed) == 4 + 5 + 3 + 5 and len(dups) == 5
+    assert all("duplicate id: the copy from source 'FC' is kept" == d["reason"] for d in dups)
+    by_mix = {}
+    for s in mixed:
+        by_mix.setdefault(s.meta["mix"], []).append(s)
+    assert {k: len(v) for k, v in by_mix.items()} == {"IF": 4, "FC": 5, "NF": 3, "TC": 5}
+    assert all(s.lang == "zh-TW" and all(m.reasoning for m in s.messages if m.tool_calls) for s in by_mix["TC"])
+    assert all(s.meta["target"] == "decision_only" for s in by_mix["NF"])
+    assert len({s.id for s in mixed}) == len(mixed)
+    summary = json.loads((run / "mix" / "summary.json").read_text())
+    fc_stats = summary["sources"]["FC"]
+    assert fc_stats["read"] == 5 and fc_stats["selected"] == 5 and fc_stats["with_reasoning"] == 5
+    assert summary["sources"]["FC-again"]["duplicates_dropped"] == 5
+    assert summary["sources"]["NF"]["targets"] == {"decision_only": 3}
+    assert summary["sources"]["TC"]["langs"] == {"zh-TW": 5}
+    assert summary["counts"] == {"in": 22, "out": 17, "rejected": 5}
+    assert summary["read"] == 6 + 5 + 5 + 5 + 5 and summary["not_selected"] == 2 + 2
+
+    # the same mixture from the CLI: same seed, same rows in the same order
+    code = main(["synth", "mix", "--source", f"IF={if_rows}", "--count", "IF=4",
+                 "--source", f"FC={run / 'fc_reason'}", "--source", f"NF={run / 'nf'}", "--count", "NF=3",
+                 "--source", f"TC={run / 'tc'}", "--source", f"FC-again={run / 'fc_reason'}",
+                 "--seed", "0", "--out", str(tmp_path / "mix_cli")])
+    assert code == 0
+    again, _ = read_dir(tmp_path / "mix_cli")
+    assert [s.id for s in again] == [s.id for s in mixed]
+    assert main(["synth", "mix", "--source", f"IF={if_rows}", "--count", "IF=99",
+                 "--out", str(tmp_path / "bad")]) == 2
+    assert "source 'IF': asks for 99 rows, has 6 after dedup" in capsys.readouterr().err
