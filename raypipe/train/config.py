@@ -63,7 +63,7 @@ class TrainConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     lr: float = 1e-4
     global_batch_size: int = 48  # samples per optimizer step, all workers together
-    micro_batch_size: int = 4  # samples per forward pass on one worker
+    micro_batch_size: int = 2  # samples per forward pass on one worker (x 3 accum x 8 workers = 48)
     num_workers: int = 8  # Ray Train workers; 0 runs the recipe in this process without Ray
     use_gpu: bool | None = None  # None: GPUs when the cluster has them
     cpus_per_worker: float = 1.0

@@ -56,3 +56,22 @@ def mdpo_terms(policy_pos, policy_neg, ref_pos, ref_neg, eta: float):
     chosen = eta * (policy_pos - ref_pos)
     rejected = eta * (policy_neg - ref_neg)
     return -F.logsigmoid(chosen - rejected), chosen.detach(), rejected.detach()
+
+
+def mdpo_batch_loss(logits, ref_logits, labels, *, eta: float, sft_weight: float, dpo_weight: float,
+                    total_tokens, total_pairs: int):
+    """The mDPO recipe's loss on one micro-batch whose first half of rows are the positive
+    trajectories and second half the negative ones (same order).
+
+    SFT term: NLL of the positive trajectories' trained tokens / `total_tokens` (the positive
+    trained tokens of the whole global batch); mDPO term: summed over pairs / `total_pairs`.
+    Returns (loss, parts) with parts = nll (sum), dpo [B], chosen [B], rejected [B] rewards.
+    """
+    n = labels.shape[0] // 2
+    logps, _ = token_logps(logits, labels)
+    ref_logps, _ = token_logps(ref_logits, labels)
+    seq, ref_seq = logps.sum(dim=-1), ref_logps.sum(dim=-1)
+    dpo, chosen, rejected = mdpo_terms(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], eta)
+    nll = -logps[:n].sum()
+    loss = sft_weight * nll / total_tokens + dpo_weight * dpo.sum() / total_pairs
+    return loss, {"nll": nll.detach(), "dpo": dpo.detach(), "chosen": chosen, "rejected": rejected}

@@ -15,7 +15,7 @@ from typing import Any
 
 from raypipe.config import load_config
 from raypipe.train.config import MDPOConfig
-from raypipe.train.losses import mdpo_terms, token_logps
+from raypipe.train.losses import mdpo_batch_loss
 from raypipe.train.worker import (
     StepLog,
     TrainState,
@@ -56,19 +56,19 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
             input_tokens = 0
             for batch in batches:
                 inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-                logps, _ = token_logps(engine(**inputs).logits, batch["labels"])
+                logits = engine(**inputs).logits
                 with torch.no_grad(), model.disable_adapter():  # adapter off = the SFT model
-                    ref_logps, _ = token_logps(model(**inputs).logits, batch["labels"])
-                seq, ref_seq = logps.sum(dim=-1), ref_logps.sum(dim=-1)
-                dpo, chosen, rejected = mdpo_terms(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], cfg.eta)
-                nll = -logps[:n].sum()
-                loss = cfg.sft_weight * nll / global_tokens + cfg.dpo_weight * dpo.sum() / cfg.global_batch_size
+                    ref_logits = model(**inputs).logits
+                loss, parts = mdpo_batch_loss(
+                    logits, ref_logits, batch["labels"], eta=cfg.eta, sft_weight=cfg.sft_weight,
+                    dpo_weight=cfg.dpo_weight, total_tokens=global_tokens, total_pairs=cfg.global_batch_size,
+                )
                 engine.backward(loss * session.world_size, scale_wrt_gas=False)  # see sft.py
                 engine.step()
-                margin = chosen - rejected
+                margin = parts["chosen"] - parts["rejected"]
                 sums += torch.stack([
-                    nll.detach(), dpo.detach().sum(), margin.sum(), (margin > 0).float().sum(),
-                    chosen.sum(), rejected.sum(),
+                    parts["nll"], parts["dpo"].sum(), margin.sum(), (margin > 0).float().sum(),
+                    parts["chosen"].sum(), parts["rejected"].sum(),
                 ])
                 input_tokens += int(batch["attention_mask"].sum())
             sums = all_reduce_sum(sums)
