@@ -103,8 +103,6 @@ def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
     ds = ray.data.from_items(list(inputs)) if isinstance(inputs, (list, tuple)) else inputs
     if isinstance(inputs, (list, tuple)):
         _check_ids(inputs, common["stage"])
-    elif "id" not in ds.columns(fetch_if_missing=True):
-        raise RaypipeError(f"stage {common['stage']!r}: input has no 'id' column")
     limiter = None
     if llm.requests_per_minute or llm.tokens_per_minute:
         name = limiter_name(llm.base_url, llm.model, llm.requests_per_minute, llm.tokens_per_minute)

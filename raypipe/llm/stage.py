@@ -76,6 +76,8 @@ class LLMStage:
         import pyarrow as pa
 
         rows = batch.to_pylist() if isinstance(batch, pa.Table) else list(batch)
+        if any(not row.get("id") for row in rows):
+            raise FatalJobError(f"stage {self.stage!r}: every input row needs an 'id' (the key of resume)")
         todo = [r for r in rows if r["id"] not in self.done_ids]
         acct = Accounting()
         token = batch_accounting.set(acct)  # the row tasks below inherit it

@@ -71,6 +71,7 @@ class ServerStats:
     max_in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    ok_times: list = field(default_factory=list)  # time.time() of each 200 answer (first 1M)
 
     def ok_rate(self) -> float:
         """200 answers per second between the first request and the last answer (n answers
@@ -79,10 +80,20 @@ class ServerStats:
             return 0.0
         return (self.ok - 1) / max(self.last_ok_t - self.first_request_t, 1e-9)
 
+    def steady_rate(self, trim: float = 0.1) -> float:
+        """Answers per second over the central (1 - 2*trim) share of answers: the rate once
+        started and before the tail, without start-up and drain."""
+        times = sorted(self.ok_times)
+        if len(times) < 10:
+            return self.ok_rate()
+        lo, hi = int(len(times) * trim), int(len(times) * (1 - trim)) - 1
+        return (hi - lo) / max(times[hi] - times[lo], 1e-9)
+
     def to_json(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["status"] = {str(k): v for k, v in self.status.items()}
         d["by_key"], d["ok_by_key"] = dict(self.by_key), dict(self.ok_by_key)
+        d["ok_times"] = list(self.ok_times)
         return d
 
     @classmethod
@@ -266,6 +277,8 @@ class _App:
                 self.stats.ok_by_key[key] += 1
                 self.stats.status[200] += 1
                 self.stats.last_ok_t = time.time()
+                if len(self.stats.ok_times) < 1_000_000:
+                    self.stats.ok_times.append(self.stats.last_ok_t)
                 self.stats.prompt_tokens += prompt_tokens
                 self.stats.completion_tokens += completion_tokens
             return web.json_response(

@@ -146,3 +146,35 @@ def test_store_markers_and_orphans(tmp_path):
     assert [m["ids"] for m in markers] == [["a", "b"]]
     assert store.remove_orphans(markers) == 2
     assert len(os.listdir(tmp_path / "out" / "data")) == 1
+
+
+def test_cache_through_a_filesystem_uri(tmp_path):
+    cache = RequestCache(f"file://{tmp_path}/uri-cache")
+    cache.put("cd" * 32, {"text": "via uri"})
+    assert RequestCache(f"file://{tmp_path}/uri-cache").get("cd" * 32) == {"text": "via uri"}
+    assert (tmp_path / "uri-cache" / "cd" / f"{'cd' * 32}.json").exists()
+
+
+def test_summary_counts_add_up_over_runs_and_progress_line():
+    from raypipe.llm.runner import Progress, summarize
+
+    markers = [
+        {"ids": ["a", "b"], "completed": 1, "rejected": 1, "rows_out": 1, "requests": 3,
+         "cost_usd": 0.5, "reasons": {"parse error": 1}},
+        {"ids": ["c"], "completed": 1, "rejected": 0, "rows_out": 2, "requests": 1,
+         "cost_usd": 0.25, "reasons": {}},
+    ]
+    s = summarize(markers, rows_in=4, stage="x", llm=LLMConfig())
+    assert (s["completed"], s["rejected"], s["pending"]) == (2, 1, 1)
+    assert s["rows_in"] == s["completed"] + s["rejected"] + s["pending"]
+    assert s["reject_reasons"] == {"parse error": 1} and s["cost_usd"] == 0.75
+    lines = []
+    progress = Progress("x", LLMConfig(progress_interval_s=0.0001), lines.append)
+    progress.add({"rows": 2, "completed": 1, "rejected": 1, "requests": 3, "prompt_tokens": 10,
+                  "completion_tokens": 5, "cost_usd": 0.5})
+    import time
+
+    time.sleep(0.001)
+    progress.add({"rows": 1, "completed": 1, "requests": 1, "skipped": 1})
+    assert lines and "rows 3 done (1 rejected, 1 resumed)" in lines[-1] and "$0.5000" in lines[-1]
+    assert "req/s" in lines[-1] and "tok/s" in lines[-1]
