@@ -153,8 +153,11 @@ def bench_toolgraph(sizes: list[int], dense_max: int) -> dict:
         row["time_growth_vs_first"] = round(blocked_s / base[1], 2)
         row["quadratic_growth_vs_first"] = round((n / base[0]) ** 2, 2)
         rows.append(row)
+    import os
+
     return {"benchmark": "toolgraph", "embedder": GraphConfig().embedder,
-            "block_tools": GraphConfig().block_tools, "sizes": rows}
+            "block_tools": GraphConfig().block_tools, "cpus": os.cpu_count(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 1), "sizes": rows}
 
 
 def _add_bench(p) -> None:
@@ -171,7 +174,7 @@ def _run_bench(args) -> int:
         print(json.dumps(result, indent=2))
         return 0
     print(f"tool graph build ({result['embedder']}, {result['block_tools']} tools per block) "
-          "vs the same build in one block")
+          f"vs the same build in one block; {result['cpus']} CPUs, load {result['load_avg_1m_at_end']}")
     for r in result["sizes"]:
         one = (f"one block {r['one_block_s']:.2f}s, {r['one_block_matrix_mb']} MB "
                f"(blocked/one = {r['blocked_over_one_block']}, same edges: {r['same_edges']})"
