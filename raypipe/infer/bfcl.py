@@ -140,12 +140,19 @@ def run_eval_bfcl(cfg: EvalBfclConfig, log=print) -> dict[str, Any]:
                 failed[record["id"]] = record["error"]
             else:
                 done[record["id"]] = record
+    for it in pending:  # rows in = rows out: an item the engine never returned is a failure too
+        if it.id not in done and it.id not in failed:
+            failed[it.id] = "no output returned by the generation stage"
     if failed:
         first = next(iter(failed.items()))
         raise RaypipeError(
             f"{len(failed)} of {len(items)} items failed to generate (first: {first[0]}: {first[1]}); "
             f"see {log_path}. Re-run the same command to retry them; finished items are kept."
         )
+    truncated = sum(1 for it in items if done[it.id].get("finish_reason") == "length")
+    if truncated:
+        log(f"[eval bfcl] {truncated} outputs hit max_new_tokens={cfg.generation.max_new_tokens} "
+            "(cut off; raise it if they are calls)")
 
     results: dict[str, dict[str, str]] = {}
     for it in items:
@@ -162,6 +169,7 @@ def run_eval_bfcl(cfg: EvalBfclConfig, log=print) -> dict[str, Any]:
     return {
         "items": len(items),
         "generated": len(pending),
+        "truncated": truncated,
         "ast_summary": report.get("ast_summary"),
         "relevance_detection": report.get("relevance_detection"),
         "out": str(out),

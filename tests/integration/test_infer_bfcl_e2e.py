@@ -39,6 +39,8 @@ def test_eval_bfcl_writes_scores_reports_and_resumes(bfcl_data, local_ray, tiny_
     )
     summary = run_eval_bfcl(cfg, log=lambda *_: None)
     assert summary["items"] == 15 and summary["generated"] == 15
+    logged = [json.loads(x) for x in (out / "generations.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert summary["truncated"] == sum(r["finish_reason"] == "length" for r in logged) > 0
 
     results = read_result_files(out / "results")
     assert sorted(results) == sorted(CATEGORIES)
