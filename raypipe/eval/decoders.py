@@ -6,7 +6,8 @@ Decoders (the BFCL result-file conventions they read):
   by ``<|tool_call_begin|> {"name": ..., "arguments": "<JSON string or object>"}<|tool_call_end|>``
   blocks (Breeze-FC), or by a pythonic list ``[f(a=1)]`` (the seed paper's Figure 1).
 - ``pythonic``: ``[f(a=1), mod.g(b="x")]``, decoded by `raypipe.templates.pythonic.parse_pythonic`
-  (the `ast` rules of the reference, arithmetic folded instead of `eval`).
+  (the `ast` rules of the reference, arithmetic folded instead of `eval`) with ``bfcl_quirks``:
+  values as the reference decodes them, tuples kept and ``+5`` read as -5 (see there).
 - ``openai``: a list of ``{name: "<arguments JSON>"}`` (BFCL's FC-mode files) or of OpenAI
   ``tool_calls`` objects; a plain string is the model answering in text (no calls).
 - ``json``: ``<|tool_call_begin|>`` blocks without a decision token (raypipe's JSON call style
@@ -108,10 +109,21 @@ def _decode_pythonic(text: str) -> list[dict]:
     from raypipe.templates.pythonic import parse_pythonic
 
     try:
-        calls = parse_pythonic(text)
+        calls = parse_pythonic(text, bfcl_quirks=True)
     except ParseError as err:
         raise DecodeError(str(err)) from None
     return [{name: arguments} for name, arguments in calls]
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as JSON can hold it, for reports: tuples become lists, and a dict key JSON has
+    no form for (a tuple, which the pythonic decoder keeps as the reference does) its repr."""
+    if isinstance(value, dict):
+        return {(k if k is None or isinstance(k, (str, int, float)) else repr(k)): json_safe(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _decode_decision_token(raw: Any) -> list[dict]:

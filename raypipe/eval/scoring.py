@@ -31,7 +31,7 @@ from raypipe.eval.bfcl_data import (
     result_file_name,
 )
 from raypipe.eval.checker import check_ast, is_call_list, is_empty_output
-from raypipe.eval.decoders import DECODERS, DecodeError, decode, is_direct_answer
+from raypipe.eval.decoders import DECODERS, DecodeError, decode, is_direct_answer, json_safe
 
 Z95 = 1.959963984540054
 
@@ -137,7 +137,7 @@ def score_results(
                     "error_type": outcome["error_type"],
                     "errors": outcome["errors"],
                     "raw": results[item.id],
-                    "decoded": outcome["decoded"],
+                    "decoded": json_safe(outcome["decoded"]),  # tuple dict keys are not JSON
                     "possible_answer": item.ground_truth,
                 })
         total = len(by_category[category])

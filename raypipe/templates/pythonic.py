@@ -5,10 +5,17 @@ BFCL reference checker (see shared/design/bfcl-scoring.md), using `ast` only. Th
 evaluates arithmetic with `eval`; here the same values are computed by folding the syntax
 tree of numeric literals, so model output is never executed.
 
-Decoded values: literals as themselves, tuples as lists (the checker turns them into lists
-anyway, and lists are JSON), a bare name as its identifier string, a nested call without
+Decoded values: literals as themselves, tuples as lists (lists are JSON, which is what
+`ToolCall.arguments` must hold), a bare name as its identifier string, a nested call without
 keywords as its source text (`ast.unparse`, like the reference), a nested call with keywords
 as ``{name: {args}}``, ``...`` as the string ``"..."``.
+
+With ``bfcl_quirks=True`` (the BFCL scorer, `raypipe.eval.decoders`) values are what the
+reference decoder makes of them (gorilla ``berkeley-function-call-leaderboard``,
+``model_handler/utils.py``, ``resolve_ast_by_type``), even where that is wrong Python, because
+published scores were computed that way: tuples stay tuples (the checker accepts a tuple only
+for a ``tuple`` parameter), a unary operator is decoded as ``-operand.value`` (see
+`_reference_unary`), and ``**kw`` in a call becomes the argument named None.
 """
 
 from __future__ import annotations
@@ -109,10 +116,12 @@ def strip_code_fence(text: str) -> str:
     return text.strip()
 
 
-def parse_pythonic(text: str) -> list[tuple[str, dict[str, Any]]]:
+def parse_pythonic(text: str, *, bfcl_quirks: bool = False) -> list[tuple[str, dict[str, Any]]]:
     """Calls from ``[f(a=1), g(b=2)]``, a bare ``f(a=1)`` or ``f(a=1), g(b=2)``.
 
     Returns ``[(name, arguments), ...]``. Raises ParseError for anything else.
+    `bfcl_quirks`: decode values as the BFCL reference decoder does (tuples kept, its unary
+    operator rule), for scoring only; by default the arguments are JSON values.
     """
     if not isinstance(text, str):
         raise ParseError(f"expected text, got {type(text).__name__}")
@@ -138,18 +147,20 @@ def parse_pythonic(text: str) -> list[tuple[str, dict[str, Any]]]:
     for i, element in enumerate(elements):
         if not isinstance(element, ast.Call):
             raise ParseError(f"element {i} is {ast.unparse(element)!r}, not a function call")
-        name, arguments = _resolve_call(element, depth=0)
+        name, arguments = _resolve_call(element, 0, bfcl_quirks)
         calls.append((name, arguments))
     return calls
 
 
-def _resolve_call(node: ast.Call, depth: int) -> tuple[str, dict[str, Any]]:
+def _resolve_call(node: ast.Call, depth: int, quirks: bool) -> tuple[str, dict[str, Any]]:
     name = _dotted_name(node.func)
     arguments: dict[str, Any] = {}
     for keyword in node.keywords:  # positional arguments are ignored, as in the reference
-        if keyword.arg is None:
+        if keyword.arg is None and not quirks:
             raise ParseError(f"{name}: **kwargs unpacking is not a keyword argument")
-        arguments[keyword.arg] = _resolve_value(keyword.value, depth + 1)
+        # With quirks, ``**kw`` becomes the parameter None, as in the reference (keyword.arg),
+        # which its checker then reports as an unexpected parameter.
+        arguments[keyword.arg] = _resolve_value(keyword.value, depth + 1, quirks)
     return name, arguments
 
 
@@ -164,7 +175,7 @@ def _dotted_name(node: ast.expr) -> str:
     return ".".join(reversed(parts))
 
 
-def _resolve_value(node: ast.expr, depth: int) -> Any:
+def _resolve_value(node: ast.expr, depth: int, quirks: bool) -> Any:
     if depth > _MAX_DEPTH:
         raise ParseError("argument value nested too deeply")
     if isinstance(node, ast.Constant):
@@ -174,30 +185,55 @@ def _resolve_value(node: ast.expr, depth: int) -> Any:
         if isinstance(value, (bytes, complex)):
             raise ParseError(f"unsupported literal {ast.unparse(node)!r}")
         return value
+    if isinstance(node, ast.UnaryOp) and quirks:
+        return _reference_unary(node)
     if isinstance(node, (ast.UnaryOp, ast.BinOp)):
+        # The reference evaluates a BinOp whole (eval), so unary operators inside one are
+        # computed correctly there too: only a UnaryOp at value level takes the quirk.
         return _fold(node, depth)
+    if isinstance(node, ast.Tuple) and quirks:
+        return tuple(_resolve_value(v, depth + 1, quirks) for v in node.elts)
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_resolve_value(v, depth + 1) for v in node.elts]
+        return [_resolve_value(v, depth + 1, quirks) for v in node.elts]
     if isinstance(node, ast.Dict):
         out = {}
         for key, value in zip(node.keys, node.values):
             if key is None:
                 raise ParseError("**unpacking inside a dict literal is not supported")
-            resolved_key = _resolve_value(key, depth + 1)
-            if isinstance(resolved_key, (list, dict)):
-                raise ParseError(f"unhashable dict key {ast.unparse(key)!r}")
-            out[resolved_key] = _resolve_value(value, depth + 1)
+            resolved_key = _resolve_value(key, depth + 1, quirks)
+            try:
+                hash(resolved_key)  # a list, a dict, or a tuple holding one
+            except TypeError:
+                raise ParseError(f"unhashable dict key {ast.unparse(key)!r}") from None
+            out[resolved_key] = _resolve_value(value, depth + 1, quirks)
         return out
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Call):
         if not node.keywords:
             return ast.unparse(node)
-        name, arguments = _resolve_call(node, depth)
+        name, arguments = _resolve_call(node, depth, quirks)
         return {name: arguments}
     if isinstance(node, ast.Subscript):
         return ast.unparse(node)
     raise ParseError(f"unsupported argument value {ast.unparse(node)!r} ({type(node).__name__})")
+
+
+def _reference_unary(node: ast.UnaryOp) -> Any:
+    """A unary operation as the BFCL reference decodes it: ``-node.operand.value``.
+
+    The reference (``resolve_ast_by_type`` in gorilla's ``model_handler/utils.py``, the same in
+    the 2024 leaderboard the zh-TW fork copied and in today's ``bfcl_eval``) ignores which
+    operator it is and negates the operand's ``.value``. So ``+5``, ``~5`` and ``not 5`` decode
+    to -5 and ``-True`` / ``not True`` to -1, and an operand that is not a literal (``-(2*3)``,
+    ``-2**2``, ``--5``, ``-x``) has no number there, so decoding fails. Reproduced on purpose,
+    for scoring only, so verdicts match the published ones; the template parser computes these
+    correctly. (Complex literals, which the reference would negate, are refused everywhere.)
+    """
+    operand = node.operand
+    if isinstance(operand, ast.Constant) and type(operand.value) in (int, float, bool):
+        return -operand.value
+    raise ParseError(f"cannot decode {ast.unparse(node)!r}: the reference negates literal numbers only")
 
 
 def _fold(node: ast.expr, depth: int) -> Any:

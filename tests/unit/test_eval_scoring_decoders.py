@@ -92,6 +92,66 @@ def test_pythonic_malformed_output_is_a_decode_error(raw):
         decode(raw, "pythonic")
 
 
+def test_pythonic_values_as_the_reference_decodes_them():
+    # resolve_ast_by_type (gorilla model_handler/utils.py): tuples stay tuples, a unary operator
+    # is -operand.value, so +5 is -5 and -(2*3) cannot be decoded
+    assert decode("[f(p=(1, 2), a=+5, b=-5)]", "pythonic") == [{"f": {"p": (1, 2), "a": -5, "b": -5}}]
+    assert decode("<|use_tool|>[f(p=(1, 2), a=+5)]", "decision-token") == [{"f": {"p": (1, 2), "a": -5}}]
+    for raw in ["[f(a=-(2*3))]", "<|use_tool|>[f(a=-(2*3))]"]:
+        with pytest.raises(DecodeError):
+            decode(raw, "decision-token" if raw.startswith("<") else "pythonic")
+
+
+def _simple(param_spec, acceptable, category="simple"):
+    from raypipe.eval.bfcl_data import BfclItem
+
+    spec = {"name": "f", "parameters": {"type": "dict", "properties": {"p": param_spec}, "required": ["p"]}}
+    truth = None if category == "relevance" else [{"f": {"p": acceptable}}]
+    return BfclItem(id=f"{category}_0", category=category, question=[], functions=[spec], ground_truth=truth)
+
+
+@pytest.mark.parametrize("raw, param_spec, acceptable, error_type", [
+    # a tuple passes only for a `tuple` parameter (the checker turns it into a list there)
+    ("f(p=(1, 2))", {"type": "array", "items": {"type": "integer"}}, [[1, 2]], "type_error:simple"),
+    ("f(p=(1, 2))", {"type": "tuple", "items": {"type": "integer"}}, [[1, 2]], None),
+    ("f(p=[1, 2])", {"type": "array", "items": {"type": "integer"}}, [[1, 2]], None),
+    ("f(p=[(1, 2)])", {"type": "array", "items": {"type": "array"}}, [[[1, 2]]], "type_error:nested"),
+    ("f(p={'k': (1, 2)})", {"type": "dict"}, [{"k": [[1, 2]]}], "value_error:dict_value"),
+    # +5 is -5 in the reference
+    ("f(p=+5)", {"type": "integer"}, [5], "value_error:others"),
+    ("f(p=+5)", {"type": "integer"}, [-5], None),
+    # **kw is the parameter None in the reference
+    ("f(p=1, **kw)", {"type": "integer"}, [1], "simple_function_checker:unexpected_param"),
+    # -(2*3) fails to decode in the reference; 2*-3 and -2*3 are evaluated
+    ("f(p=-(2*3))", {"type": "integer"}, [-6], "ast_decoder:decoder_failed"),
+    ("f(p=-2*3)", {"type": "integer"}, [-6], None),
+])
+def test_pythonic_verdicts_match_the_reference(raw, param_spec, acceptable, error_type):
+    from raypipe.eval.scoring import score_item
+
+    outcome = score_item(_simple(param_spec, acceptable), raw, "pythonic")
+    assert (outcome["valid"], outcome.get("error_type") or None) == (error_type is None, error_type)
+
+
+def test_relevance_verdicts_of_the_unary_quirk():
+    from raypipe.eval.scoring import score_item
+
+    spec = {"type": "integer"}
+    assert score_item(_simple(spec, None, "relevance"), "f(p=-(2*3))", "pythonic")["valid"]  # not decoded
+    assert not score_item(_simple(spec, None, "relevance"), "f(p=+5)", "pythonic")["valid"]
+    assert not score_item(_simple(spec, None, "relevance"), "f(**kw)", "pythonic")["valid"]  # decoded there
+
+
+def test_report_stays_json_with_tuple_dict_keys():
+    from raypipe.eval.scoring import score_results
+
+    item = _simple({"type": "dict"}, [{"k": [1]}])
+    report = score_results([item], {item.id: "f(p={(1, 2): 3})"}, "pythonic")
+    [error] = report["categories"]["simple"]["errors"]
+    assert (error["error_type"], error["errors"]) == ("value_error:dict_key", ["Unexpected parameter: '(1, 2)'."])
+    assert json.loads(json.dumps(report))["categories"]["simple"]["errors"][0]["decoded"] == [{"f": {"p": {"(1, 2)": 3}}}]
+
+
 def test_openai_name_to_json_string_list():
     raw = [{"math_factorial": '{"number": 5}'}, {"get_weather": "{}"}]
     assert decode(raw, "openai") == [{"math_factorial": {"number": 5}}, {"get_weather": {}}]

@@ -78,6 +78,64 @@ def test_tuple_becomes_list_and_ellipsis_a_string():
     assert parse_pythonic("f(t=(1, 'a'), e=...)") == [("f", {"t": [1, "a"], "e": "..."})]
 
 
+def test_template_parse_gets_json_lists_for_tuples():
+    import json
+
+    from raypipe.templates import parse_completion
+
+    parsed = parse_completion("[f(t=(1, (2, 'a')), d={'k': (3,)})]", "tools")
+    assert parsed.calls[0].arguments == {"t": [1, [2, "a"]], "d": {"k": [3]}}
+    json.dumps(parsed.calls[0].arguments)  # ToolCall.arguments must be JSON
+
+
+def test_bfcl_quirks_keep_tuples_as_the_reference_does():
+    [(_, args)] = parse_pythonic("f(t=(1, 'a'), n=[(2,)], d={(1, 2): (3,)}, e=())", bfcl_quirks=True)
+    # == between a tuple and a list is False, so this also checks the container types
+    assert args == {"t": (1, "a"), "n": [(2,)], "d": {(1, 2): (3,)}, "e": ()}
+    with pytest.raises(ParseError):
+        parse_pythonic("f(d={(1, [2]): 3})", bfcl_quirks=True)  # unhashable key, a TypeError there
+
+
+def test_bfcl_quirks_kwargs_unpacking_is_the_parameter_none():
+    assert parse_pythonic("f(a=1, **kw)", bfcl_quirks=True) == [("f", {"a": 1, None: "kw"})]
+    assert parse_pythonic("f(x=g(**{'b': 2}))", bfcl_quirks=True) == [("f", {"x": {"g": {None: {"b": 2}}}})]
+
+
+@pytest.mark.parametrize(
+    "expr, value",
+    [
+        ("+5", -5),  # the reference's quirk: every unary operator negates
+        ("-5", -5),
+        ("~5", -5),
+        ("not 5", -5),
+        ("not True", -1),
+        ("-True", -1),
+        ("+2.5", -2.5),
+        ("[+1, (-2,)]", [-1, (-2,)]),
+        ("{'k': +3}", {"k": -3}),
+        ("g(x=+4)", {"g": {"x": -4}}),
+        # inside arithmetic the reference evaluates the whole expression: no quirk there
+        ("2*+3", 6),
+        ("1 - -2", 3),
+        ("-2*3", -6),
+    ],
+)
+def test_bfcl_quirks_unary_operator_as_the_reference_decodes_it(expr, value):
+    [(_, args)] = parse_pythonic(f"f(x={expr})", bfcl_quirks=True)
+    assert args["x"] == value and type(args["x"]) is type(value)
+
+
+@pytest.mark.parametrize("expr", ["-(2*3)", "-2**2", "--5", "-x", "-'a'", "-None", "-math.pi", "-1j", "[-(1+1)]"])
+def test_bfcl_quirks_unary_operator_on_a_non_literal_fails_as_in_the_reference(expr):
+    with pytest.raises(ParseError):
+        parse_pythonic(f"f(x={expr})", bfcl_quirks=True)
+
+
+@pytest.mark.parametrize("expr, value", [("-(2*3)", -6), ("-2**2", -4), ("--5", 5), ("+5", 5)])
+def test_template_parse_computes_unary_operators_correctly(expr, value):
+    assert parse_pythonic(f"f(x={expr})") == [("f", {"x": value})]
+
+
 def test_empty_list_is_no_calls():
     assert parse_pythonic("[]") == []
 
