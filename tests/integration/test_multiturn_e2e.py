@@ -237,3 +237,33 @@ def test_cli_graph_build_magnet_graph_and_both_synth_commands(server, tmp_path, 
     assert main(["synth", "toolflow", "--graph", str(tmp_path / "nope"), "--out", str(tmp_path / "x"),
                  "--n", "1", *llm]) == 2
     assert "not a tool graph" in capsys.readouterr().err
+
+
+def test_job_file_chains_graph_magnet_and_toolflow_steps(local_ray, server, tmp_path):
+    import yaml
+
+    from raypipe.jobs import run_job
+
+    llm = {"base_url": server.base_url, "model": "scripted", "api_key_env": KEY_ENV}
+    job = {
+        "name": "multiturn-test",
+        "steps": [
+            {"toolpool_graph": {"tools": [str(FIXTURE)], "out": str(tmp_path / "tg"),
+                                "graph": {"min_score": 0.35, "top_k": 4}}},
+            {"toolflow_synth": {"graph": str(tmp_path / "tg"), "out": str(tmp_path / "tf"), "n": 2,
+                                "dialog": {"sampling": {"relatedness": 1.0}}, "llm": llm, "executor": "local"}},
+            {"magnet_graph": {"tool_graph": str(tmp_path / "tg"), "out": str(tmp_path / "fg"),
+                              "llm": llm, "executor": "local"}},
+            {"magnet_synth": {"graph": str(tmp_path / "fg" / "graph"), "out": str(tmp_path / "mg"), "n": 2,
+                              "path": {"ops": {"p_split": 1.0}}, "corruptions": ["guess_missing_argument"],
+                              "pairs_per_sample": 1, "llm": llm, "executor": "local"}},
+        ],
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    ctx = run_job(path)
+    results = list(ctx.results.values())
+    assert results[0]["nodes"] == 10 and (tmp_path / "tg" / "graph.png").exists()
+    assert results[1]["produced"] + results[1]["rejected"] == 2
+    assert results[2]["labelled"] == 10
+    assert results[3]["produced"] == 2 and results[3]["pairs"] == 2  # every path asks once
