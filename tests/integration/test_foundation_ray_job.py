@@ -81,6 +81,8 @@ def ray_head():
         "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
         "RAY_USAGE_STATS_ENABLED": "0",
+        # The job's entrypoint is the `raypipe` console script of this environment.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     env.pop("RAY_ADDRESS", None)
     started = subprocess.run(

@@ -1,0 +1,53 @@
+"""Ray Data paths: read_samples / write_samples and the validate and stats job steps, on the
+session's local Ray. Bad rows pass through as problems; nothing is dropped."""
+
+import json
+
+import pytest
+
+from raypipe.data import IF_JSONL, SAMPLES_JSONL
+from raypipe.errors import RaypipeError
+from raypipe.io import iter_samples, read_samples, write_samples
+from raypipe.io.stats import StatsAccumulator, row_stats
+from raypipe.registry import JobContext
+from raypipe.schema import Sample, ToolCall
+
+pytestmark = pytest.mark.integration
+
+
+def test_read_write_validate_and_stats_on_ray(local_ray, tmp_path):
+    from raypipe.commands.stats import StatsConfig, _step as stats_step
+    from raypipe.commands.validate import ValidateConfig, _step as validate_step
+
+    samples = list(iter_samples([str(SAMPLES_JSONL), str(IF_JSONL)]))
+    # one broken sample among good ones, stored as Parquet next to the JSONL inputs
+    broken = samples[0].derive("test")
+    broken.messages[2].tool_calls = [ToolCall("get_current_weather", {"unit": "kelvin"})]
+    write_samples([broken, *samples[40:45]], str(tmp_path / "mixed"))
+
+    ds = read_samples([str(SAMPLES_JSONL), f"file://{IF_JSONL}", str(tmp_path / "mixed")])
+    summary = write_samples(ds, str(tmp_path / "all"), shard_rows=25)
+    assert summary["counts"] == {"in": 61, "out": 61, "rejected": 0}
+    back = list(iter_samples(str(tmp_path / "all")))
+    assert sorted(s.id for s in back) == sorted(s.id for s in samples + [broken] + samples[40:45])
+    assert {s.id: s for s in back}[samples[3].id] == samples[3]
+
+    ctx = JobContext(name="t", job_file="t.yaml")
+    problems_out = tmp_path / "problems.jsonl"
+    with pytest.raises(RaypipeError, match="1 of 61 samples have problems"):
+        validate_step(ValidateConfig(paths=[str(tmp_path / "all")], problems_out=str(problems_out)), ctx)
+    listed = [json.loads(l) for l in problems_out.read_text().splitlines()]
+    assert {p["id"] for p in listed} == {broken.id}
+    assert {p["problem"] for p in listed} == {
+        "messages[2].tool_calls[0].arguments.location: required argument missing",
+        "messages[2].tool_calls[0].arguments.unit: 'kelvin' is not one of ['celsius', 'fahrenheit']",
+    }
+    result = validate_step(ValidateConfig(paths=[str(tmp_path / "all")], fail_on_problems=False), ctx)
+    assert result == {"rows": 61, "valid": 60, "invalid": 1, "problems": 2}
+
+    result = stats_step(StatsConfig(paths=[str(tmp_path / "all")], out=str(tmp_path / "stats.json")), ctx)
+    expected = StatsAccumulator()
+    for s in back:
+        expected.add(row_stats(s))
+    assert json.loads((tmp_path / "stats.json").read_text()) == json.loads(json.dumps(expected.report()))
+    assert result["samples"] == 61
