@@ -116,10 +116,13 @@ async def checked_assistant_turn(
 
 async def simulate_results(client, functions: list[dict[str, Any]], history: list[Message],
                            calls: list[ToolCall]) -> list[Message]:
-    """The tool agent: one result message per call, consistent with the call and the spec."""
+    """The tool agent: one result message per call (calls of one turn simulated concurrently),
+    consistent with the call and the spec."""
+    import asyncio
+
     specs = {unwrap(f).get("name"): unwrap(f) for f in functions}
-    out = []
-    for call in calls:
+
+    async def one(call: ToolCall) -> Message:
         prompt = [
             {"role": "system", "content": TOOL_SYSTEM},
             {"role": "user", "content": (
@@ -129,9 +132,10 @@ async def simulate_results(client, functions: list[dict[str, Any]], history: lis
             )},
         ]
         got = await client.chat_json(prompt, validate=_has_result)
-        out.append(Message("tool", content=json.dumps(got["result"], ensure_ascii=False),
-                           name=call.name, tool_call_id=call.id))
-    return out
+        return Message("tool", content=json.dumps(got["result"], ensure_ascii=False),
+                       name=call.name, tool_call_id=call.id)
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
 def _has_result(obj: Any) -> None:
