@@ -31,6 +31,7 @@ class ConvertConfig:
     strict: bool = False  # fail the job if any row is rejected
     output: Literal["parquet", "jsonl"] = "parquet"
     shard_rows: int = 50_000
+    force: bool = False  # convert again even if OUT holds a finished run of the same inputs
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -44,7 +45,7 @@ def convert(config: ConvertConfig, log=print):
 
     return convert_sources(
         [(s.format, s.inputs, s.source, s.lang) for s in config.sources], config.out,
-        output=config.output, shard_rows=config.shard_rows, log=log,
+        output=config.output, shard_rows=config.shard_rows, log=log, force=config.force,
     )
 
 
@@ -57,11 +58,13 @@ def _add(p) -> None:
     p.add_argument("--lang", default=None, help="force the language tag (e.g. zh-TW)")
     p.add_argument("--output", choices=("parquet", "jsonl"), default="parquet", help="shard format")
     p.add_argument("--shard-rows", type=int, default=50_000, help="rows per shard")
+    p.add_argument("--force", action="store_true",
+                   help="convert again even if OUT holds a finished run of the same inputs")
 
 
 def _run(args) -> int:
     config = ConvertConfig(
-        out=args.out, strict=args.strict, output=args.output, shard_rows=args.shard_rows,
+        out=args.out, strict=args.strict, output=args.output, shard_rows=args.shard_rows, force=args.force,
         sources=[SourceConfig(format=args.format, inputs=args.inputs, source=args.source, lang=args.lang)],
     )
     report = convert(config, log=lambda msg: print(msg, file=sys.stderr))
@@ -78,7 +81,7 @@ def _step(config: ConvertConfig, ctx) -> dict:
         print(f"[raypipe] rejected {r['file']}:{r['line']}: {r['reason']}", flush=True)
     if config.strict and report.rejected:
         raise RaypipeError(f"convert: {report.rejected} row(s) rejected (strict); see {config.out}/rejects/")
-    return {"out": config.out, **report.summary["counts"]}
+    return {"out": config.out, **report.summary["counts"], "up_to_date": report.up_to_date}
 
 
 COMMANDS = [Command(

@@ -6,6 +6,8 @@ Every record ends up either as a sample or as a reject with file, line and reaso
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -57,6 +59,7 @@ def convert_file(path: str, fmt: Format, *, source: str | None = None, lang: str
 class ConvertReport:
     summary: dict
     rejects_preview: list[dict] = field(default_factory=list)
+    up_to_date: bool = False  # an earlier run with the same inputs and settings was reused
 
     @property
     def rejected(self) -> int:
@@ -71,17 +74,33 @@ def convert_files(inputs: list[str], format_name: str, out_dir: str, *, source: 
 
 def convert_sources(sources: list[tuple[str, list[str], str | None, str | None]], out_dir: str, *,
                     output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS,
-                    log: Callable[[str], None] = print, preview: int = 20) -> ConvertReport:
-    """Convert (format, inputs, source, lang) groups into one dataset folder."""
+                    log: Callable[[str], None] = print, preview: int = 20,
+                    force: bool = False) -> ConvertReport:
+    """Convert (format, inputs, source, lang) groups into one dataset folder.
+
+    `summary.json` is written last and doubles as the completion marker: a re-run whose inputs
+    (by sha256), settings and raypipe version match a finished run reuses it (unless `force`).
+    """
     plan = []
     for format_name, inputs, source, lang in sources:
         fmt = get_format(format_name)
         files = fs.expand(inputs, extensions=(".json", ".jsonl", ".parquet"))
         files = [f for f in files if not set(f.replace("\\", "/").split("/")[:-1]) & set(fmt.ignore_dirs)]
-        plan += [(fmt, path, source, lang) for path in files]
+        plan += [(fmt, path, source, lang, fs.sha256(path)) for path in files]
+    fingerprint = _fingerprint(plan, output, shard_rows)
+    summary_path = fs.join(out_dir, "summary.json")
+    if not force and fs.exists(summary_path):
+        previous = json.loads(fs.read_text(summary_path))
+        if previous.get("fingerprint") == fingerprint:
+            c = previous["counts"]
+            log(f"up to date: {out_dir} ({c['in']} in = {c['out']} out + {c['rejected']} rejected); "
+                "same inputs and settings as the finished run there")
+            return ConvertReport(previous, [], up_to_date=True)
+    if fs.exists(summary_path):  # from here on the folder is incomplete until the new summary
+        fs.remove_files(out_dir, "summary.json")
     writer = SampleWriter(out_dir, output, shard_rows)
     per_file, preview_rows = [], []
-    for fmt, path, source, lang in plan:
+    for fmt, path, source, lang, digest in plan:
         n_in = n_out = 0
         for sample, reject in convert_file(path, fmt, source=source, lang=lang):
             n_in += 1
@@ -92,10 +111,21 @@ def convert_sources(sources: list[tuple[str, list[str], str | None, str | None]]
                 writer.reject(reject)
                 if len(preview_rows) < preview:
                     preview_rows.append(reject)
-        per_file.append({"path": path, "format": fmt.name, "sha256": fs.sha256(path), "in": n_in,
+        per_file.append({"path": path, "format": fmt.name, "sha256": digest, "in": n_in,
                          "out": n_out, "rejected": n_in - n_out})
         log(f"{path} ({fmt.name}): {n_in} in, {n_out} out, {n_in - n_out} rejected")
-    summary = writer.close({"stage": STAGE, "sources": per_file})
+    summary = writer.close({"stage": STAGE, "fingerprint": fingerprint, "sources": per_file})
     c = summary["counts"]
     log(f"total: {c['in']} in = {c['out']} out + {c['rejected']} rejected -> {out_dir}")
     return ConvertReport(summary, preview_rows)
+
+
+def _fingerprint(plan: list, output: str, shard_rows: int) -> str:
+    from raypipe import __version__
+    from raypipe.schema import SCHEMA_VERSION, canonical_json
+
+    spec = {
+        "files": [[fmt.name, path, source, lang, digest] for fmt, path, source, lang, digest in plan],
+        "output": output, "shard_rows": shard_rows, "schema": SCHEMA_VERSION, "raypipe": __version__,
+    }
+    return hashlib.sha256(canonical_json(spec).encode()).hexdigest()

@@ -203,3 +203,18 @@ def test_pyarrow_filesystem_uris_and_globs_work(tmp_path):
         list(iter_samples(str(tmp_path / "missing.jsonl")))
     with pytest.raises(RaypipeError, match="matches no files"):
         list(iter_samples(str(tmp_path / "*.nothing")))
+
+
+def test_a_finished_conversion_is_reused_until_inputs_or_settings_change(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text((SOURCES_DIR / "openorca.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    out = str(tmp_path / "out")
+    first = convert_files([str(src)], "openorca", out, log=lambda m: None)
+    assert not first.up_to_date
+    again = convert_files([str(src)], "openorca", out, log=lambda m: None)
+    assert again.up_to_date and again.summary == first.summary
+    assert not convert_files([str(src)], "openorca", out, log=lambda m: None, force=True).up_to_date
+    assert not convert_files([str(src)], "openorca", out, log=lambda m: None, shard_rows=3).up_to_date
+    src.write_text(src.read_text(encoding="utf-8") + '{"id": "x", "question": "q", "response": "r"}\n')
+    changed = convert_files([str(src)], "openorca", out, log=lambda m: None)
+    assert not changed.up_to_date and changed.summary["counts"]["out"] == 9
