@@ -22,7 +22,6 @@ from typing import Any
 from raypipe.synth.toolgraph import ToolGraph
 from raypipe.synth.toolpool import required_of, unwrap
 
-OPS = ("walk", "insert", "merge", "ask", "answer")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ from raypipe.errors import RaypipeError
 from raypipe.synth.embed import words
 from raypipe.synth.toolpool import ToolPool, properties_of, unwrap
 
-EDGE_KINDS = ("param_param", "return_param")
 _VERBS = {
     "get", "fetch", "find", "search", "lookup", "look", "list", "retrieve", "query", "check",
     "calculate", "calc", "compute", "read", "load", "show", "obtain", "estimate", "convert",
