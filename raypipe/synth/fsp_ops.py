@@ -23,7 +23,6 @@ from raypipe.synth.toolgraph import ToolGraph
 from raypipe.synth.toolpool import required_of, unwrap
 
 
-
 @dataclass(frozen=True)
 class FspTurn:
     calls: tuple[str, ...]  # node ids called in this turn, in order (empty for "ask")
