@@ -31,8 +31,8 @@ def _run(args) -> int:
     from raypipe.io.validation import check_files
 
     rows = bad_rows = shown = n_problems = 0
-    for n, findings in check_files(args.paths, get_format(args.format)):
-        rows += n
+    for findings in check_files(args.paths, get_format(args.format)):
+        rows += 1
         if findings:
             bad_rows += 1
         for f in findings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
 import posixpath
 from typing import Iterator
 
@@ -30,8 +31,6 @@ def resolve(path: str):
             return pafs.FileSystem.from_uri(path)
         except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for unknown schemes
             raise RaypipeError(f"{path}: cannot open this filesystem URI ({exc})") from None
-    import os
-
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
@@ -39,8 +38,6 @@ def join(base: str, *parts: str) -> str:
     """Join path parts; keeps a URI a URI."""
     if is_uri(base):
         return posixpath.join(base, *parts)
-    import os
-
     return os.path.join(base, *parts)
 
 
@@ -65,7 +62,7 @@ def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str
             if info.type == pafs.FileType.NotFound:
                 raise RaypipeError(f"{given}: no such file or folder")
             if info.type == pafs.FileType.Directory:
-                data_dir = posixpath.join(inner, "data") if is_uri(given) else _local_join(inner, "data")
+                data_dir = posixpath.join(inner, "data") if is_uri(given) else os.path.join(inner, "data")
                 if filesystem.get_file_info(data_dir).type == pafs.FileType.Directory:
                     inner = data_dir
                 selector = pafs.FileSelector(inner, recursive=True)
@@ -83,12 +80,6 @@ def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str
             if full not in out:
                 out.append(full)
     return out
-
-
-def _local_join(a: str, b: str) -> str:
-    import os
-
-    return os.path.join(a, b)
 
 
 def _with_scheme(original: str, inner: str) -> str:

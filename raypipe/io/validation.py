@@ -8,7 +8,7 @@ each finding names the sample id.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
 from raypipe.io import fs
 from raypipe.io.formats import ConversionError, Format, SourceContext
@@ -31,20 +31,20 @@ class Finding:
         return f"{loc}{ident}: {self.where}: {self.message}" if self.where else f"{loc}{ident}: {self.message}"
 
 
-def check_files(paths: list[str], fmt: Format) -> Iterator[tuple[int, list[Finding]]]:
-    """(rows read so far in this file, findings of one row) for every row of every file."""
+def check_files(paths: list[str], fmt: Format) -> Iterator[list[Finding]]:
+    """The findings of each row (empty for a valid row) of every file, in order."""
     for path in fs.expand(paths, extensions=(".json", ".jsonl", ".parquet")):
         ctx = SourceContext(path=path, source=fmt.name)
         for rec in iter_records(path):
             if rec.error:
-                yield 1, [Finding(path, rec.line, None, "", rec.error)]
+                yield [Finding(path, rec.line, None, "", rec.error)]
                 continue
             try:
                 sample = fmt.convert(rec.value, ctx)
             except ConversionError as exc:
-                yield 1, [Finding(path, rec.line, None, "", str(exc))]
+                yield [Finding(path, rec.line, None, "", str(exc))]
                 continue
-            yield 1, [Finding(path, rec.line, sample.id, p.path, p.message) for p in validate_sample(sample)]
+            yield [Finding(path, rec.line, sample.id, p.path, p.message) for p in validate_sample(sample)]
 
 
 def problems_of_batch(batch):
@@ -63,6 +63,5 @@ def validate_dataset(ds) -> Iterator[tuple[str, list[str]]]:
     """(sample id, problems) for every row of a Ray Dataset of sample rows."""
     checked = ds.map_batches(problems_of_batch, batch_format="pyarrow")
     for batch in checked.iter_batches(batch_format="pyarrow", batch_size=4096):
-        rows: Any = batch.to_pylist()
-        for r in rows:
+        for r in batch.to_pylist():
             yield r["id"], list(r["problems"] or [])

@@ -104,10 +104,6 @@ class ShardWriter:
         return self.shards
 
 
-def sample_writer(out_dir: str, output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS) -> "SampleWriter":
-    return SampleWriter(out_dir, output, shard_rows)
-
-
 class SampleWriter:
     """Samples and rejects into one dataset folder; `close()` writes summary.json."""
 

@@ -10,7 +10,7 @@ from raypipe.errors import RaypipeError
 from raypipe.io import iter_samples, read_samples, write_samples
 from raypipe.io.stats import StatsAccumulator, row_stats
 from raypipe.registry import JobContext
-from raypipe.schema import Sample, ToolCall
+from raypipe.schema import ToolCall
 
 pytestmark = pytest.mark.integration
 
