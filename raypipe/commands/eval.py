@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raypipe.infer.bfcl import DEFAULT_CATEGORIES, EvalBfclConfig
+from raypipe.infer.bfcl import DEFAULT_CATEGORIES, EvalBfclConfig, check_run_meta
 from raypipe.infer.config import GenerationConfig
 from raypipe.registry import Command, Step
 
@@ -120,11 +120,17 @@ def run_eval_mtbench(cfg: EvalMtbenchConfig) -> dict:
     answers = cfg.answers
     model = ""
     if answers is None:
-        from raypipe.infer.mtbench import generate_answers
+        from raypipe.infer.mtbench import answers_complete, generate_answers
 
+        gen = cfg.generation
+        check_run_meta(out, {"model": gen.model, "adapter": gen.adapter, "format": cfg.format,
+                             "max_new_tokens": gen.max_new_tokens, "temperature": gen.temperature,
+                             "seed": gen.seed})
+        questions = load_questions(cfg.questions)
         answers = str(out / "answers.jsonl")
-        generate_answers(load_questions(cfg.questions), cfg.generation, cfg.format, answers)
-        model = cfg.generation.model
+        if not answers_complete(questions, answers):  # a re-run (e.g. after a judge outage) reuses them
+            generate_answers(questions, gen, cfg.format, answers)
+        model = gen.model
     summary = run_judge(cfg.questions, answers, cfg.judge, out, model_name=model)
     return {k: summary[k] for k in ("score", "judgments", "rated")} | {"unrated": len(summary["unrated"])}
 

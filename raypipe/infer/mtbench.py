@@ -28,6 +28,16 @@ def reply_text(text: str, fmt: Any) -> str:
     return parsed.content.strip()
 
 
+def answers_complete(questions: list[dict[str, Any]], path: str | Path) -> bool:
+    """True when `path` already answers every turn of every question (written by a past run)."""
+    from raypipe.eval.judge import load_answers
+
+    if not Path(path).exists():
+        return False
+    answers = load_answers(path)
+    return all(len(answers.get(q["question_id"], [])) >= len(q["turns"]) for q in questions)
+
+
 def generate_answers(questions: list[dict[str, Any]], cfg: GenerationConfig, format_name: str,
                      out_path: str | Path) -> dict[str, list[str]]:
     from raypipe.infer.run import generate
@@ -56,8 +66,10 @@ def generate_answers(questions: list[dict[str, Any]], cfg: GenerationConfig, for
             raise RaypipeError(f"turn {t + 1}: {len(failed)} answer(s) failed to generate (first: {failed[0]})")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w", encoding="utf-8") as f:
+    tmp = out_path.with_suffix(".jsonl.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
         for qid, turns in answers.items():
             f.write(json.dumps({"question_id": qid, "model_id": cfg.model, "choices": [{"index": 0, "turns": turns}]},
                                ensure_ascii=False) + "\n")
+    tmp.replace(out_path)  # a half-written file never passes for a finished one
     return answers

@@ -93,6 +93,11 @@ def test_model_answers_each_turn_then_is_judged(local_ray, tmp_path):
             "generation": {"model": str(model), "backend": "transformers", "max_new_tokens": 4},
         })
         summary = run_eval_mtbench(cfg)
+        answers_file = tmp_path / "out" / "answers.jsonl"
+        written = answers_file.stat().st_mtime_ns
+        # a re-run reuses the answers and the judgments: no generation, no request
+        assert run_eval_mtbench(cfg) == summary
+        assert answers_file.stat().st_mtime_ns == written and srv.stats.requests == 3
     assert summary == {"score": 5.0, "judgments": 3, "rated": 3, "unrated": 0}
     answers = {json.loads(x)["question_id"]: json.loads(x)["choices"][0]["turns"]
                for x in (tmp_path / "out" / "answers.jsonl").read_text(encoding="utf-8").splitlines()}
