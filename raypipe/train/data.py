@@ -28,6 +28,8 @@ class PreparedData:
 
 def expand(path: str) -> list[str]:
     p = Path(path)
+    if (p / "data").is_dir():  # a raypipe dataset folder: data/ (rows), rejects/, summary.json
+        p = p / "data"
     if p.is_dir():
         found = sorted(str(x) for x in p.rglob("*.parquet")) + sorted(str(x) for x in p.rglob("*.jsonl"))
     else:

@@ -21,6 +21,7 @@ from raypipe.train.worker import (
     TrainState,
     all_reduce_sum,
     collate,
+    grad_norm,
     maybe_kill_drill,
     open_session,
     optimizer_steps,
@@ -80,6 +81,7 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
             log.record(
                 state, lr=engine.get_lr()[0],
                 loss=cfg.sft_weight * sft_loss + cfg.dpo_weight * dpo_loss, tokens_global=float(tokens),
+                grad_norm=grad_norm(engine),
                 sft_loss=sft_loss, dpo_loss=dpo_loss, reward_margin=float(sums[2] / pairs),
                 reward_accuracy=float(sums[3] / pairs), reward_chosen=float(sums[4] / pairs),
                 reward_rejected=float(sums[5] / pairs),

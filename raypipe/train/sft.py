@@ -16,6 +16,7 @@ from raypipe.train.worker import (
     TrainState,
     all_reduce_sum,
     collate,
+    grad_norm,
     maybe_kill_drill,
     open_session,
     optimizer_steps,
@@ -72,7 +73,10 @@ def sft_loop(spec: dict[str, Any]) -> None:
             totals = all_reduce_sum(torch.tensor([float(step_nll), float(input_tokens)], device=session.device))
             state.step += 1
             state.step_in_epoch += 1
-            log.record(state, lr=engine.get_lr()[0], loss=float(totals[0] / global_tokens), tokens_global=float(totals[1]))
+            log.record(
+                state, lr=engine.get_lr()[0], loss=float(totals[0] / global_tokens),
+                tokens_global=float(totals[1]), grad_norm=grad_norm(engine),
+            )
 
             if state.step % cfg.source_loss_every == 0 or state.step == spec["total_steps"]:
                 per_source = all_reduce_sum(source_sums.clone())

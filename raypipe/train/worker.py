@@ -143,6 +143,12 @@ def trainable_tokens(batches: list[dict], device):
     return all_reduce_sum(torch.tensor(float(local), device=device))
 
 
+def grad_norm(engine) -> float | None:
+    """Global gradient norm of the step (before clipping), as DeepSpeed computed it."""
+    norm = engine.get_global_grad_norm()
+    return None if norm is None else float(norm)
+
+
 def save_checkpoint(engine, model, session, state: TrainState, extra_files: dict[str, Any] | None = None) -> str:
     """Engine state (trainable weights, ZeRO optimizer shards, scheduler) + adapter + TrainState.
 
