@@ -40,12 +40,12 @@ class ConvertConfig:
             raise ValueError("shard_rows must be >= 1")
 
 
-def convert(config: ConvertConfig, log=print):
+def convert(config: ConvertConfig, log=print, use_ray: bool = False):
     from raypipe.io.convert import convert_sources
 
     return convert_sources(
         [(s.format, s.inputs, s.source, s.lang) for s in config.sources], config.out,
-        output=config.output, shard_rows=config.shard_rows, log=log, force=config.force,
+        output=config.output, shard_rows=config.shard_rows, log=log, force=config.force, use_ray=use_ray,
     )
 
 
@@ -76,7 +76,7 @@ def _run(args) -> int:
 
 
 def _step(config: ConvertConfig, ctx) -> dict:
-    report = convert(config)
+    report = convert(config, use_ray=True)  # files in parallel as Ray tasks
     for r in report.rejects_preview[:5]:
         print(f"[raypipe] rejected {r['file']}:{r['line']}: {r['reason']}", flush=True)
     if config.strict and report.rejected:

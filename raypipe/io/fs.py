@@ -149,6 +149,13 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def stat(path: str) -> tuple[int, int]:
+    """(size in bytes, modification time in ns; 0 where the filesystem has none)."""
+    filesystem, inner = resolve(path)
+    info = filesystem.get_file_info(inner)
+    return int(info.size or 0), int(info.mtime_ns or 0)
+
+
 def exists(path: str) -> bool:
     from pyarrow import fs as pafs
 

@@ -35,18 +35,25 @@ def make_reject(file: str, line: int | None, reason: str, raw: str, stage: str, 
 
 
 class ShardWriter:
-    """Rows into numbered shards of at most `shard_rows` rows, Parquet or JSON Lines."""
+    """Rows into numbered shards `NAME-00000.parquet|jsonl` of at most `shard_rows` rows.
 
-    def __init__(self, folder: str, schema, output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS):
+    `clear` removes the `part-*` shards of an earlier run first; writers that share a folder
+    (one per input file, in parallel) use distinct names and let the caller clear it once.
+    """
+
+    def __init__(self, folder: str, schema, output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS,
+                 name: str = "part", clear: bool = True):
         if output not in OUTPUT_FORMATS:
             raise ValueError(f"output must be one of {OUTPUT_FORMATS}, got {output!r}")
         self.folder, self.schema, self.output, self.shard_rows = folder, schema, output, shard_rows
+        self.name = name
         self.shards: list[dict[str, Any]] = []
         self.rows = 0
         self._buffer: list[dict] = []
         self._open = None  # (writer or stream, path, rows in it)
         fs.make_dirs(folder)
-        fs.remove_files(folder, "part-")
+        if clear:
+            fs.remove_files(folder, "part-")
 
     def write(self, row: dict) -> None:
         self._buffer.append(row)
@@ -72,7 +79,7 @@ class ShardWriter:
     def _open_shard(self) -> None:
         import pyarrow.parquet as pq
 
-        path = fs.join(self.folder, f"part-{len(self.shards):05d}.{self.output}")
+        path = fs.join(self.folder, f"{self.name}-{len(self.shards):05d}.{self.output}")
         filesystem, inner = fs.resolve(path)
         if self.output == "parquet":
             handle = pq.ParquetWriter(inner, self.schema, filesystem=filesystem, compression="zstd")
@@ -107,12 +114,13 @@ class ShardWriter:
 class SampleWriter:
     """Samples and rejects into one dataset folder; `close()` writes summary.json."""
 
-    def __init__(self, out_dir: str, output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS):
+    def __init__(self, out_dir: str, output: str = "parquet", shard_rows: int = DEFAULT_SHARD_ROWS,
+                 name: str = "part", clear: bool = True):
         from raypipe.schema import arrow_schema
 
         self.out_dir, self.output = out_dir, output
-        self.data = ShardWriter(fs.join(out_dir, "data"), arrow_schema(), output, shard_rows)
-        self.rejects = ShardWriter(fs.join(out_dir, "rejects"), rejects_schema(), output, shard_rows)
+        self.data = ShardWriter(fs.join(out_dir, "data"), arrow_schema(), output, shard_rows, name, clear)
+        self.rejects = ShardWriter(fs.join(out_dir, "rejects"), rejects_schema(), output, shard_rows, name, clear)
 
     def add(self, sample: Sample) -> None:
         if self.output == "parquet":
@@ -123,8 +131,12 @@ class SampleWriter:
     def reject(self, reject: dict) -> None:
         self.rejects.write(reject)
 
+    def finish(self) -> tuple[list[dict], list[dict]]:
+        """Close the shards without a summary: (data shards, reject shards)."""
+        return self.data.close(), self.rejects.close()
+
     def close(self, summary_extra: dict | None = None) -> dict:
-        data_shards, reject_shards = self.data.close(), self.rejects.close()
+        data_shards, reject_shards = self.finish()
         return write_summary(self.out_dir, self.data.rows, self.rejects.rows, data_shards,
                              reject_shards, summary_extra)
 

@@ -51,3 +51,21 @@ def test_read_write_validate_and_stats_on_ray(local_ray, tmp_path):
         expected.add(row_stats(s))
     assert json.loads((tmp_path / "stats.json").read_text()) == json.loads(json.dumps(expected.report()))
     assert result["samples"] == 61
+
+
+def test_convert_on_ray_tasks_equals_convert_in_process(local_ray, tmp_path):
+    from pathlib import Path
+
+    from raypipe.data import SOURCES_DIR
+    from raypipe.io import convert_sources
+
+    broken = Path(__file__).resolve().parents[1] / "data" / "broken"
+    sources = [("openai", [str(SOURCES_DIR / "openai_chat.jsonl"), str(broken / "openai_chat.jsonl")], None, None),
+               ("xlam", [str(SOURCES_DIR / "xlam.json")], None, None),
+               ("bfcl", [str(SOURCES_DIR / "bfcl_v3")], None, None)]
+    local = convert_sources(sources, str(tmp_path / "local"), log=lambda m: None)
+    remote = convert_sources(sources, str(tmp_path / "ray"), log=lambda m: None, use_ray=True)
+    assert remote.summary["counts"] == local.summary["counts"] == {"in": 30, "out": 26, "rejected": 4}
+    assert [f["sha256"] for f in remote.summary["sources"]] == [f["sha256"] for f in local.summary["sources"]]
+    assert list(iter_samples(str(tmp_path / "ray"))) == list(iter_samples(str(tmp_path / "local")))
+    assert [r["line"] for r in remote.rejects_preview] == [2, 3, 4, 5]
