@@ -15,6 +15,7 @@ import time
 
 class RateSchedule:
     MIN_SCALE = 0.25  # adaptive back-off never goes below a quarter of the configured rate
+    DECREASE_EVERY_S = 2.0
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None):
         self.rps = requests_per_minute / 60.0 if requests_per_minute else None
@@ -23,6 +24,8 @@ class RateSchedule:
         self.next_tokens = 0.0  # earliest time the token budget has room again
         self.scale = 1.0  # < 1 after 429s: the endpoint's real limit is lower than configured
         self.throttled = 0
+        self.last_decrease = float("-inf")
+        self.lowest_scale = 1.0  # for the job log: how far the back-off went
 
     def reserve(self, tokens: int, now: float) -> float:
         """Book one request of about `tokens` tokens; return the seconds to wait before sending."""
@@ -41,12 +44,17 @@ class RateSchedule:
         if self.tps:
             self.next_tokens += delta_tokens / (self.tps * self.scale)
         if self.scale < 1.0:
-            self.scale = min(1.0, self.scale * 1.005)
+            self.scale = min(1.0, self.scale + 0.005)
 
     def throttle(self, retry_after_s: float, now: float) -> None:
-        """The endpoint answered 429: nobody sends before Retry-After, and slow down by 10%."""
+        """The endpoint answered 429: nobody sends before Retry-After, and slow down by 10%
+        -- once per `DECREASE_EVERY_S`: a burst of 429s from one hiccup (a stalled server
+        answering a queue at once) is one congestion event, not twenty."""
         self.throttled += 1
-        self.scale = max(self.MIN_SCALE, self.scale * 0.9)
+        if now - self.last_decrease >= self.DECREASE_EVERY_S:
+            self.last_decrease = now
+            self.scale = max(self.MIN_SCALE, self.scale * 0.9)
+            self.lowest_scale = min(self.lowest_scale, self.scale)
         self.next_request = max(self.next_request, now + retry_after_s)
         self.next_tokens = max(self.next_tokens, now + retry_after_s)
 
@@ -70,7 +78,8 @@ class _LimiterActor:
         self.schedule.throttle(retry_after_s, time.monotonic())
 
     def state(self) -> dict:
-        return {"scale": self.schedule.scale, "throttled": self.schedule.throttled}
+        s = self.schedule
+        return {"scale": s.scale, "lowest_scale": s.lowest_scale, "throttled": s.throttled}
 
 
 def get_or_create_limiter(name: str, requests_per_minute, tokens_per_minute):

@@ -71,6 +71,10 @@ def test_rate_schedule_throttle_pauses_and_slows_then_recovers():
     assert s.scale == pytest.approx(0.9)
     gap = s.reserve(1, now=0.0) - 2.0
     assert gap == pytest.approx(1 / (10 * 0.9))
+    s.throttle(retry_after_s=0.1, now=0.5)  # the same hiccup: paused again, not slowed again
+    assert s.scale == pytest.approx(0.9)
+    s.throttle(retry_after_s=0.1, now=2.5)
+    assert s.scale == pytest.approx(0.81)
     for _ in range(100):
         s.done(0)
     assert s.scale == 1.0
