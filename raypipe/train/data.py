@@ -24,6 +24,11 @@ class PreparedData:
     rows: list[dict[str, Any]]
     sources: list[str]  # source_idx -> label
     counts: dict[str, int] = field(default_factory=dict)  # read / used / rejected
+    dataset: Any = None  # under Ray: the mixed, shuffled, materialized Ray Dataset
+
+    @property
+    def num_rows(self) -> int:
+        return self.counts["rows_per_epoch"]
 
 
 def expand(path: str) -> list[str]:
@@ -39,13 +44,24 @@ def expand(path: str) -> list[str]:
     return found
 
 
-def prepare_data(cfg: TrainConfig, tokenizer, fmt, out_dir: Path, pairs: bool = False) -> PreparedData:
+def prepare_data(cfg: TrainConfig, tokenizer, fmt, out_dir: Path, pairs: bool = False,
+                 use_ray: bool = False) -> PreparedData:
+    """Under Ray, tokenized Parquet is read, checked and mixed by Ray Data on the cluster (it can
+    be large); samples and pairs, tokenized here, join it as rows."""
     labels: list[str] = []
     rejects: list[dict[str, Any]] = []
     mixed: list[dict[str, Any]] = []
+    datasets: list[Any] = []
     read = 0
     for n, src in enumerate(cfg.data):
-        rows = _read_source(src, tokenizer, fmt, cfg, rejects, pairs)
+        if use_ray and src.kind == "tokenized":
+            from raypipe.train.ray_data import tokenized_dataset
+
+            ds, rows_read = tokenized_dataset(src, n, cfg, len(tokenizer), labels, rejects)
+            datasets.append(ds)
+            read += rows_read
+            continue
+        rows = _read_source(src, n, tokenizer, fmt, cfg, rejects, pairs)
         read += len(rows) + sum(1 for r in rejects if r["source_n"] == n)
         for r in rows:
             label = src.label or r.pop("source", "") or f"source{n}"
@@ -59,9 +75,16 @@ def prepare_data(cfg: TrainConfig, tokenizer, fmt, out_dir: Path, pairs: bool = 
         out_dir.mkdir(parents=True, exist_ok=True)
         with open(out_dir / "rejects.jsonl", "w", encoding="utf-8") as f:
             for r in rejects:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
     counts = {"rows_read": read, "rows_rejected": len(rejects), "rows_per_epoch": len(mixed)}
-    return PreparedData(rows=mixed, sources=labels, counts=counts)
+    dataset = None
+    if use_ray:
+        from raypipe.train.ray_data import mixed_dataset
+
+        dataset = mixed_dataset(datasets, mixed, cfg.seed)
+        counts["rows_per_epoch"] = dataset.count()
+        mixed = []
+    return PreparedData(rows=mixed, sources=labels, counts=counts, dataset=dataset)
 
 
 def mix(rows: list[dict], ratio: float, seed: int) -> list[dict]:
@@ -73,8 +96,7 @@ def mix(rows: list[dict], ratio: float, seed: int) -> list[dict]:
     return [dict(r) for _ in range(whole) for r in rows] + [dict(rows[i]) for i in order[:rest]]
 
 
-def _read_source(src: DataSource, tokenizer, fmt, cfg: TrainConfig, rejects: list, pairs: bool) -> list[dict]:
-    n = cfg.data.index(src)
+def _read_source(src: DataSource, n: int, tokenizer, fmt, cfg: TrainConfig, rejects: list, pairs: bool) -> list[dict]:
     if pairs != (src.kind == "pairs"):
         want = "pairs" if pairs else "tokenized or samples"
         raise RaypipeError(f"data[{n}] {src.path}: kind {src.kind!r} does not fit this recipe (needs {want})")

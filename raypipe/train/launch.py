@@ -31,9 +31,9 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
     fmt = get_format(cfg.format)
     model_path = build_tiny_model(cfg, fmt, out) if cfg.tiny_model else cfg.model
     tokenizer, new_ids = prepare_tokenizer(model_path, fmt, out / "tokenizer")
-    data = prepare_data(cfg, tokenizer, fmt, out, pairs=pairs)
-    per_epoch = steps_per_epoch(len(data.rows), cfg)
     local = cfg.num_workers == 0
+    data = prepare_data(cfg, tokenizer, fmt, out, pairs=pairs, use_ray=not local)
+    per_epoch = steps_per_epoch(data.num_rows, cfg)
     use_gpu = _cuda() if cfg.use_gpu is None and local else cfg.use_gpu
     if use_gpu is None:
         import ray
@@ -64,13 +64,12 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
         if final is None:
             raise RaypipeError(f"{cfg.name}: training produced no checkpoint under {out}/checkpoints")
         return finish(cfg, final, out, model_path, tokenizer, fmt, data.counts, spec)
-    result = _fit_with_ray(cfg, loop, spec, data.rows, out)
+    result = _fit_with_ray(cfg, loop, spec, data.dataset)
     with result.checkpoint.as_directory() as final:
         return finish(cfg, final, out, model_path, tokenizer, fmt, data.counts, spec)
 
 
-def _fit_with_ray(cfg: TrainConfig, loop, spec: dict, rows: list[dict], out: Path):
-    import ray.data
+def _fit_with_ray(cfg: TrainConfig, loop, spec: dict, dataset):
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -84,11 +83,11 @@ def _fit_with_ray(cfg: TrainConfig, loop, spec: dict, rows: list[dict], out: Pat
         ),
         run_config=RunConfig(
             name=cfg.name,
-            storage_path=str(out / "ray"),  # same name + storage_path on re-run = resume
+            storage_path=str(Path(spec["run_dir"]) / "ray"),  # same name + storage_path on re-run = resume
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
             failure_config=FailureConfig(max_failures=cfg.max_failures),
         ),
-        datasets={"train": ray.data.from_items(rows)},
+        datasets={"train": dataset},
     )
     result = trainer.fit()
     if result.checkpoint is None:

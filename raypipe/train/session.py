@@ -48,11 +48,12 @@ class RaySession:
 
     def __init__(self) -> None:
         import ray.train
+        from ray.train.torch import get_device
 
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
-        self.device = _device()
+        self.device = get_device()  # the GPU Ray assigned to this worker, or the CPU
 
     @contextlib.contextmanager
     def resume_dir(self) -> Iterator[str | None]:

@@ -1,8 +1,9 @@
 """SFT under Ray Train: 2 CPU workers, DeepSpeed ZeRO-2, LoRA, Decision Token format.
 
-One run serves every test here (Ray and worker start-up dominate on CPU): it is killed once
-mid-way by the fault drill, resumes from its last checkpoint, overfits four samples, and
-exports an adapter that plain transformers + peft reload and decode.
+One run serves every test here (Ray and worker start-up dominate on CPU): it reads tokenized
+Parquet through Ray Data, is killed once mid-way by the fault drill, resumes from its last
+checkpoint, overfits four samples, and exports an adapter that plain transformers + peft
+reload and decode.
 """
 
 import json
@@ -36,19 +37,43 @@ def first_call_samples(n: int) -> list[Sample]:
     raise AssertionError("not enough call samples in the sample data")
 
 
+def write_tokenized(samples, tokenizer, fmt, path) -> None:
+    """The tokenized Parquet layout `raypipe tokenize` writes (what big runs train from)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raypipe.templates import tokenize_sample
+
+    rows = []
+    for s in samples:
+        t = tokenize_sample(s, tokenizer, fmt)
+        rows.append({"id": s.id, "source": "FC", **t, "num_tokens": len(t["input_ids"]),
+                     "num_trained": sum(1 for x in t["labels"] if x != -100)})
+    pq.write_table(pa.Table.from_pylist(rows), path)
+
+
 @pytest.fixture(scope="module")
 def sft_run(local_ray, tmp_path_factory):
+    from raypipe.templates import get_format
     from raypipe.train.config import DataSource, SFTConfig, TinyModelSettings
-    from raypipe.train.launch import run_training
+    from raypipe.train.launch import build_tiny_model, prepare_tokenizer, run_training
     from raypipe.train.sft import sft_loop
 
     root = tmp_path_factory.mktemp("sft")
     samples = first_call_samples(ROWS)
-    data = root / "data.jsonl"
-    data.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in samples), encoding="utf-8")
+    text = root / "data.jsonl"
+    text.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in samples), encoding="utf-8")
+    fmt = get_format("tools-dt")
+    # a tiny random base whose tokenizer knows the samples' text, then their tokenized Parquet
+    tiny = SFTConfig(model="tiny", tiny_model=TinyModelSettings(), out=str(root / "run"),
+                     data=[DataSource(path=str(text), kind="samples")], num_workers=0, global_batch_size=4)
+    base = build_tiny_model(tiny, fmt, root / "run")
+    tokenizer, _ = prepare_tokenizer(base, fmt, root / "tokenizer")
+    write_tokenized(samples, tokenizer, fmt, root / "fc.parquet")
+
     cfg = SFTConfig(
-        model="tiny", tiny_model=TinyModelSettings(), format="tools-dt",
-        data=[DataSource(path=str(data), kind="samples", ratio=RATIO, label="FC")],
+        model=str(base), format="tools-dt",
+        data=[DataSource(path=str(root / "fc.parquet"), kind="tokenized", ratio=RATIO)],
         out=str(root / "run"), name="sft-test",
         global_batch_size=4, micro_batch_size=2, num_workers=2, cpus_per_worker=0.5,
         epochs=EPOCHS, lr=1e-2, warmup_steps=5, zero_stage=2,
