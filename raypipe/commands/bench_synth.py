@@ -11,14 +11,22 @@ def _add_bench(p) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.add_argument("--quick", action="store_true", help="a quarter of the requests (a smoke run)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated scenarios: latency_bound, ray_http_processor, client_cpu, "
+                        "rate_limited, faults, resume (default: all)")
 
 
 def _run_bench(args) -> int:
-    from raypipe.llm.bench import run_all
-
     import json
 
-    result = run_all(quick=args.quick)
+    from raypipe.errors import RaypipeError
+    from raypipe.llm.bench import SCENARIOS, run_all
+
+    only = tuple(x.strip() for x in args.only.split(",")) if args.only else SCENARIOS
+    unknown = [x for x in only if x not in SCENARIOS]
+    if unknown:
+        raise RaypipeError(f"--only: unknown scenario(s) {unknown} (known: {', '.join(SCENARIOS)})")
+    result = run_all(quick=args.quick, only=only)
     text = json.dumps(result, indent=2)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

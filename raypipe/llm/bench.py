@@ -227,7 +227,10 @@ def resume(work: str, n: int, latency: float) -> dict:
             **lost_and_duplicated(rows, out), "completed": summary["completed"]}
 
 
-def run_all(quick: bool = False) -> dict:
+SCENARIOS = ("latency_bound", "ray_http_processor", "client_cpu", "rate_limited", "faults", "resume")
+
+
+def run_all(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict:
     import ray
 
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-real-key")
@@ -236,49 +239,64 @@ def run_all(quick: bool = False) -> dict:
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
              log_to_driver=False)
     work = tempfile.mkdtemp(prefix="raypipe-bench-synth-")
+    runs = {
+        "latency_bound": lambda: latency_bound(work, int(2000 * scale), latency=1.0, in_flight=128, actors=2),
+        "ray_http_processor": lambda: ray_http_processor(int(32 * max(scale, 0.5)), latency=1.0, actors=2, batch_size=16),
+        "client_cpu": lambda: client_cpu(work, int(4000 * scale), in_flight=128, actors=2),
+        "rate_limited": lambda: rate_limited(work, int(300 * scale), rpm=600),
+        "faults": lambda: faults(work, int(1000 * scale)),
+        "resume": lambda: resume(work, int(2000 * scale), latency=0.2),
+    }
+    results: dict[str, dict] = {}
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
-        n_lat = int(2000 * scale)
-        s1 = latency_bound(work, n_lat, latency=1.0, in_flight=128, actors=2)
-        s2 = ray_http_processor(int(32 * max(scale, 0.5)), latency=1.0, actors=2, batch_size=16)
-        s3 = client_cpu(work, int(4000 * scale), in_flight=128, actors=2)
-        s4 = rate_limited(work, int(300 * scale), rpm=600)
-        s5 = faults(work, int(1000 * scale))
-        s6 = resume(work, int(2000 * scale), latency=0.2)
+        for name in SCENARIOS:
+            if name in only:
+                results[name] = runs[name]()
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
+    return report(results, quick, time.monotonic() - started)
+
+
+def report(r: dict[str, dict], quick: bool, elapsed: float) -> dict:
+    def get(name, key):
+        return r[name][key] if name in r else None
+
+    lat, ray_http = get("latency_bound", "req_s"), get("ray_http_processor", "req_s")
     return {
-        "latency_bound_ratio": s1["ratio"],
-        "latency_bound_bare_asyncio_ratio": s1["bare_asyncio_ratio"],
-        "vs_ray_http_processor": round(s1["req_s"] / s2["req_s"], 2),
-        "vs_bare_asyncio": s3["ratio"],
-        "rate_limited_ratio": s4["ratio"],
-        "rate_limited_429_share": s4["share_429"],
-        "faults_lost": s5["lost"],
-        "faults_duplicated": s5["duplicated"],
-        "faults_rejected": s5["rejected"],
-        "resume_lost": s6["lost"],
-        "resume_duplicated": s6["duplicated"],
-        "resume_requests_per_row": s6["requests_per_row"],
-        "req_s": {"latency_bound": s1["req_s"], "latency_bound_bare_asyncio": s1["bare_asyncio_req_s"],
-                  "ray_http_processor": s2["req_s"],
-                  "client_cpu_raypipe": s3["raypipe_req_s"], "client_cpu_bare_asyncio": s3["bare_asyncio_req_s"],
-                  "rate_limited": s4["req_s"], "faults": s5["req_s"]},
-        "scenarios": {"latency_bound": s1, "ray_http_processor": s2, "client_cpu": s3,
-                      "rate_limited": s4, "faults": s5, "resume": s6},
+        "latency_bound_ratio": get("latency_bound", "ratio"),
+        "latency_bound_bare_asyncio_ratio": get("latency_bound", "bare_asyncio_ratio"),
+        "vs_ray_http_processor": round(lat / ray_http, 2) if lat and ray_http else None,
+        "vs_bare_asyncio": get("client_cpu", "ratio"),
+        "rate_limited_ratio": get("rate_limited", "ratio"),
+        "rate_limited_429_share": get("rate_limited", "share_429"),
+        "faults_lost": get("faults", "lost"),
+        "faults_duplicated": get("faults", "duplicated"),
+        "faults_rejected": get("faults", "rejected"),
+        "resume_lost": get("resume", "lost"),
+        "resume_duplicated": get("resume", "duplicated"),
+        "resume_requests_per_row": get("resume", "requests_per_row"),
+        "req_s": {
+            "latency_bound": lat, "latency_bound_bare_asyncio": get("latency_bound", "bare_asyncio_req_s"),
+            "ray_http_processor": ray_http,
+            "client_cpu_raypipe": get("client_cpu", "raypipe_req_s"),
+            "client_cpu_bare_asyncio": get("client_cpu", "bare_asyncio_req_s"),
+            "rate_limited": get("rate_limited", "req_s"), "faults": get("faults", "req_s"),
+        },
+        "scenarios": r,
         "notes": [
             "rates are measured by the test server: (answers - 1) / (last answer - first request);"
             " steady_ratio: over the central 80% of answers",
             "latency_bound_bare_asyncio_ratio: the same workload from one bare asyncio loop, i.e."
             " what this machine's CPU allows at all at the moment of the run",
-            f"ray_http_processor ran {s2['completed']} requests (it sends one at a time per actor; "
-            "the figure is a req/s ratio)",
+            f"ray_http_processor ran {get('ray_http_processor', 'completed')} requests (it sends one"
+            " at a time per actor; the figure is a req/s ratio)",
             "client_cpu: raypipe with the request cache off, same concurrency, zero-latency server",
-            "test server runs in its own process; machine: "
-            f"{os.cpu_count()} cores; quick={quick}",
+            f"test server runs in its own process; machine: {os.cpu_count()} cores"
+            f" (load average {os.getloadavg()[0]:.1f} at the end); quick={quick}",
         ],
-        "elapsed_s": round(time.monotonic() - started, 1),
+        "elapsed_s": round(elapsed, 1),
     }
 
 
