@@ -46,7 +46,7 @@ def random_walk_fsp(graph: ToolGraph, rng: random.Random, length: int,
                     kinds: tuple[str, ...] | None = None) -> list[FspTurn]:
     """fs_1..fs_H: a walk that never revisits a function (nor a same-name variant of one:
     a dialog cannot offer two functions with one name); shorter if it gets stuck."""
-    connected = [n for n in graph.node_ids if graph.neighbours(n, kinds)]
+    connected = graph.connected(kinds)
     if not connected:
         raise ValueError("the function graph has no edges to walk")
     path = [rng.choice(connected)]
@@ -65,7 +65,7 @@ def random_walk_fsp(graph: ToolGraph, rng: random.Random, length: int,
 
 
 def _name(graph: ToolGraph, node: str) -> str:
-    return unwrap(graph.spec(node)).get("name", node)
+    return graph.name(node)
 
 
 def insert_prerequisite(fsp: list[FspTurn], h: int, prereq: str, feeds: str) -> list[FspTurn]:

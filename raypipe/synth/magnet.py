@@ -29,7 +29,6 @@ from raypipe.synth.agents import (
 from raypipe.synth.fsp_ops import FspTurn, OpsConfig, apply_random_ops, fsp_functions, random_walk_fsp
 from raypipe.synth.sampling import dialog_rng
 from raypipe.synth.toolgraph import ToolGraph
-from raypipe.synth.toolpool import unwrap
 
 STAGE = "magnet"
 WALK_KINDS = ("magnet",)  # MAGNET's judge-approved same-domain edges
@@ -81,9 +80,15 @@ def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: PathConfig,
         fsp = random_walk_fsp(graph, rng, rng.randint(cfg.min_length, cfg.max_length), WALK_KINDS)
         fsp = apply_random_ops(fsp, graph, rng, cfg.ops)
         used = fsp_functions(fsp)
-        names = {unwrap(graph.spec(x)).get("name") for x in used}
-        others = [x for x in graph.node_ids if unwrap(graph.spec(x)).get("name") not in names]
-        extra = rng.sample(sorted(others), min(cfg.distractors, len(others)))
+        names = {graph.name(x) for x in used}
+        extra: list[str] = []
+        for _ in range(20 * cfg.distractors):  # rejection sampling: O(distractors), not O(pool)
+            if len(extra) >= cfg.distractors:
+                break
+            x = rng.choice(graph.node_ids)
+            if graph.name(x) not in names:
+                extra.append(x)
+                names.add(graph.name(x))
         rows.append({"id": pid, "fsp": json.dumps([t.to_dict() for t in fsp]),
                      "tools": json.dumps([*used, *extra])})
     return rows

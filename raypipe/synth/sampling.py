@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from raypipe.synth.toolgraph import ToolGraph
-from raypipe.synth.toolpool import unwrap
 
 
 @dataclass
@@ -53,37 +52,31 @@ def sample_tools(graph: ToolGraph, rng: random.Random, cfg: SamplingConfig) -> d
     if not graph.node_ids:
         raise ValueError("the tool graph has no nodes")
     size = rng.randint(cfg.min_tools, min(cfg.max_tools, len(graph.node_ids)))
-    names = {n: unwrap(s).get("name", n) for n, s in zip(graph.node_ids, graph.specs)}
-    connected = [n for n in graph.node_ids if graph.neighbours(n)]
+    connected = graph.connected()
     start_pool = connected if cfg.relatedness > 0 and connected else graph.node_ids
     picked = [rng.choice(start_pool)]
     linked = 0
     attempts = 0
     while len(picked) < size and attempts < 20 * size:
         attempts += 1
-        taken = {names[p] for p in picked}
+        taken = {graph.name(p) for p in picked}
         if rng.random() < cfg.relatedness:
             sources = [picked[-1]] if cfg.method == "walk" else picked
             options: dict[str, float] = {}
             for src in sources:
                 for n, s in graph.neighbours(src).items():
-                    if names[n] not in taken:
+                    if graph.name(n) not in taken:
                         options[n] = max(options.get(n, 0.0), s)
             if not options and cfg.method == "walk":  # dead end: continue from any picked tool
                 for src in picked:
                     for n, s in graph.neighbours(src).items():
-                        if names[n] not in taken:
+                        if graph.name(n) not in taken:
                             options[n] = max(options.get(n, 0.0), s)
             if options:
                 picked.append(_weighted(rng, options))
                 linked += 1
                 continue
         choice = rng.choice(graph.node_ids)
-        if names[choice] not in taken:
+        if graph.name(choice) not in taken:
             picked.append(choice)
-    return {"tools": picked, "linked": linked, "edges": induced_edges(graph, picked)}
-
-
-def induced_edges(graph: ToolGraph, node_ids: list[str]) -> list[dict[str, Any]]:
-    chosen = set(node_ids)
-    return [e for e in graph.edges if e["src"] in chosen and e["dst"] in chosen]
+    return {"tools": picked, "linked": linked, "edges": graph.induced_edges(picked)}

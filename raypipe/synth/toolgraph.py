@@ -49,41 +49,81 @@ class GraphConfig:
 
 @dataclass
 class ToolGraph:
+    """Nodes, edges and lookups. The lookups are indexed once (lazily), so samplers that run
+    once per dialog cost O(degree), not O(pool) or O(edges), per call. Edges are not to be
+    mutated after the first lookup."""
+
     node_ids: list[str]
     specs: list[dict[str, Any]]
     edges: list[dict[str, Any]]  # {src, dst, kind, score, via}
     meta: dict[str, Any] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)  # node id -> domain (MAGNET)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def _memo(self, key: str, build):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def index(self) -> dict[str, int]:
+        return self._memo("index", lambda: {n: i for i, n in enumerate(self.node_ids)})
 
     def spec(self, node_id: str) -> dict[str, Any]:
         return self.specs[self.index()[node_id]]
 
-    def index(self) -> dict[str, int]:
-        if not hasattr(self, "_index"):
-            self._index = {n: i for i, n in enumerate(self.node_ids)}
-        return self._index
+    def name(self, node_id: str) -> str:
+        """The function name (node ids of same-name variants are ``name~2``...)."""
+        names = self._memo("names", lambda: {
+            n: unwrap(s).get("name", n) for n, s in zip(self.node_ids, self.specs)})
+        return names[node_id]
 
-    def neighbours(self, node_id: str, kinds: tuple[str, ...] | None = None) -> dict[str, float]:
-        """Adjacent node ids (either direction) with the best score over edge kinds."""
-        if not hasattr(self, "_adj"):
+    def _adjacency(self) -> dict[str, dict[str, dict[str, float]]]:
+        def build():
             adj: dict[str, dict[str, dict[str, float]]] = {}
             for e in self.edges:
                 for a, b in ((e["src"], e["dst"]), (e["dst"], e["src"])):
                     slot = adj.setdefault(a, {}).setdefault(e["kind"], {})
                     slot[b] = max(slot.get(b, 0.0), e["score"])
-            self._adj = adj
+            return adj
+        return self._memo("adj", build)
+
+    def neighbours(self, node_id: str, kinds: tuple[str, ...] | None = None) -> dict[str, float]:
+        """Adjacent node ids (either direction) with the best score over edge kinds."""
         out: dict[str, float] = {}
-        for kind, nbrs in self._adj.get(node_id, {}).items():
+        for kind, nbrs in self._adjacency().get(node_id, {}).items():
             if kinds is None or kind in kinds:
                 for n, s in nbrs.items():
                     out[n] = max(out.get(n, 0.0), s)
         return out
 
+    def connected(self, kinds: tuple[str, ...] | None = None) -> list[str]:
+        """Node ids with at least one edge of the given kinds, in node order."""
+        return self._memo(f"connected:{kinds}", lambda: [
+            n for n in self.node_ids if self.neighbours(n, kinds)])
+
     def feeders(self, node_id: str) -> list[tuple[str, float, str]]:
         """Tools whose output feeds a parameter of node_id: (src, score, via), best first."""
-        got = [(e["src"], e["score"], e["via"]) for e in self.edges
-               if e["kind"] == "return_param" and e["dst"] == node_id]
-        return sorted(got, key=lambda x: -x[1])
+        def build():
+            by_dst: dict[str, list[tuple[str, float, str]]] = {}
+            for e in self.edges:
+                if e["kind"] == "return_param":
+                    by_dst.setdefault(e["dst"], []).append((e["src"], e["score"], e["via"]))
+            return {d: sorted(v, key=lambda x: -x[1]) for d, v in by_dst.items()}
+        return self._memo("feeders", build).get(node_id, [])
+
+    def induced_edges(self, node_ids: list[str]) -> list[dict[str, Any]]:
+        """The edges among `node_ids`, in the graph's edge order."""
+        def build():
+            by_node: dict[str, list[int]] = {}
+            for i, e in enumerate(self.edges):
+                by_node.setdefault(e["src"], []).append(i)
+                by_node.setdefault(e["dst"], []).append(i)
+            return by_node
+        chosen = set(node_ids)
+        by_node = self._memo("edges_by_node", build)
+        hits = {i for n in chosen for i in by_node.get(n, [])
+                if self.edges[i]["src"] in chosen and self.edges[i]["dst"] in chosen}
+        return [self.edges[i] for i in sorted(hits)]
 
     def degrees(self) -> dict[str, int]:
         return {n: len(self.neighbours(n)) for n in self.node_ids}
