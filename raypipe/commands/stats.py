@@ -67,7 +67,7 @@ class RowStatsStage:
 def _stats_schema():
     import pyarrow as pa
 
-    return pa.schema([("source", pa.string()), ("lang", pa.string()), ("functions", pa.int64()),
+    return pa.schema([("id", pa.string()), ("source", pa.string()), ("lang", pa.string()), ("functions", pa.int64()),
                       ("calls", pa.int64()), ("call_turns", pa.int64()), ("parallel", pa.bool_()),
                       ("user_turns", pa.int64()), ("messages", pa.int64()), ("tokens", pa.int64())])
 

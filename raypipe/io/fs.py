@@ -69,7 +69,7 @@ def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str
                 matches = sorted(
                     i.path for i in filesystem.get_file_info(selector)
                     if i.type == pafs.FileType.File and (not extensions or i.path.endswith(extensions))
-                    and not posixpath.basename(i.path).startswith((".", "_"))
+                    and not _bookkeeping(i.path[len(inner):])
                 )
             else:
                 matches = [inner]
@@ -80,6 +80,12 @@ def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str
             if full not in out:
                 out.append(full)
     return out
+
+
+def _bookkeeping(relative: str) -> bool:
+    """Files inside a folder that are not data: hidden files, summaries, rejects of a stage."""
+    parts = relative.replace("\\", "/").strip("/").split("/")
+    return parts[-1].startswith((".", "_")) or parts[-1] == "summary.json" or "rejects" in parts[:-1]
 
 
 def _with_scheme(original: str, inner: str) -> str:

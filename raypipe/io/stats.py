@@ -16,6 +16,7 @@ from raypipe.schema import Sample
 def row_stats(sample: Sample) -> dict[str, Any]:
     calls_per_turn = [len(m.tool_calls) for m in sample.messages if m.role == "assistant" and m.tool_calls]
     return {
+        "id": sample.id,
         "source": sample.source,
         "lang": sample.lang,
         "functions": len(sample.functions),
@@ -49,9 +50,14 @@ class StatsAccumulator:
         self.values: dict[str, list[int]] = {k: [] for k in ("functions", "calls", "user_turns", "messages", "tokens")}
         self.with_calls = 0
         self.parallel = 0
+        self._ids: set[str] = set()
+        self.duplicates = 0  # same content id seen before (ids are content hashes)
 
     def add(self, row: dict[str, Any]) -> None:
         self.n += 1
+        if row["id"] in self._ids:
+            self.duplicates += 1
+        self._ids.add(row["id"])
         self.by_source[row["source"] or "(none)"] += 1
         self.by_lang[row["lang"] or "(none)"] += 1
         for key in self.hist:
@@ -65,6 +71,7 @@ class StatsAccumulator:
     def report(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "samples": self.n,
+            "duplicates": self.duplicates,
             "by_source": dict(self.by_source.most_common()),
             "by_lang": dict(self.by_lang.most_common()),
             "with_calls": self.with_calls,
@@ -99,7 +106,7 @@ class TokenCounter:
 
 
 def format_report(report: dict[str, Any]) -> str:
-    lines = [f"samples: {report['samples']}"]
+    lines = [f"samples: {report['samples']} ({report['duplicates']} duplicates by content id)"]
     for key in ("by_source", "by_lang"):
         lines.append(f"{key}: " + ", ".join(f"{k}={v}" for k, v in report[key].items()))
     lines.append(f"with calls: {report['with_calls']}, without: {report['without_calls']}, "

@@ -79,10 +79,10 @@ def test_validate_prints_every_problem_with_file_line_and_path(capsys):
     assert "55 rows checked, 55 valid" in capsys.readouterr().err
 
 
-def test_stats_counts_sources_languages_calls_and_turns(capsys):
+def test_stats_counts_sources_languages_calls_and_turns(capsys, tmp_path):
     assert main(["stats", str(SAMPLES_JSONL), str(IF_JSONL), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["samples"] == 55
+    assert report["samples"] == 55 and report["duplicates"] == 0
     assert report["by_source"] == {"raypipe-samples": 40, "raypipe-if": 15}
     assert report["by_lang"] == {"en": 45, "zh-TW": 10}
     assert report["without_calls"] == 15 + 6
@@ -92,4 +92,8 @@ def test_stats_counts_sources_languages_calls_and_turns(capsys):
     assert "tokens_per_sample" not in report
     assert main(["stats", str(SAMPLES_JSONL)]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("samples: 40\n") and "calls_per_sample: mean" in text
+    assert text.startswith("samples: 40 (0 duplicates by content id)\n") and "calls_per_sample: mean" in text
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(SAMPLES_JSONL.read_bytes())
+    assert main(["stats", str(SAMPLES_JSONL), str(copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["duplicates"] == 40

@@ -199,6 +199,12 @@ def test_pyarrow_filesystem_uris_and_globs_work(tmp_path):
     assert len(list(iter_samples(f"file://{tmp_path}/uri_out/data/*.parquet"))) == 8
     both = list(iter_samples([str(SAMPLES_JSONL), str(IF_JSONL)]))
     assert len(both) == 55
+    # a folder holding datasets means their data shards, not summaries or rejects
+    write_samples(CANONICAL[:2], str(tmp_path / "runs" / "a"), rejects=[
+        {"file": "f", "line": 1, "id": None, "stage": "t", "reason": "r", "raw": "{}"}])
+    write_samples(CANONICAL[2:5], str(tmp_path / "runs" / "b"), output="jsonl")
+    (tmp_path / "runs" / ".hidden.jsonl").write_text("{oops\n")
+    assert len(list(iter_samples(str(tmp_path / "runs")))) == 5
     with pytest.raises(RaypipeError, match="no such file or folder"):
         list(iter_samples(str(tmp_path / "missing.jsonl")))
     with pytest.raises(RaypipeError, match="matches no files"):
