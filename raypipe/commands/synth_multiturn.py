@@ -123,6 +123,8 @@ def _add_toolflow(p) -> None:
     p.add_argument("--max-tools", type=int, default=4)
     p.add_argument("--relatedness", type=float, default=0.9,
                    help="share of sampled tools that follow a graph edge (0 = random tools)")
+    p.add_argument("--no-plan", action="store_true",
+                   help="skip the planner (ToolFlow's no-plan ablation): free user turns")
     p.add_argument("--judge", type=int, default=0, help="dialogs to score with the LLM judge")
     _add_llm(p)
 
@@ -133,7 +135,8 @@ def _run_toolflow(args) -> int:
     cfg = load_config(ToolflowStepConfig, {
         "executor": args.executor,
         "graph": args.graph, "out": args.out, "n": args.n, "seed": args.seed, "judge": args.judge,
-        "dialog": {"min_turns": args.min_turns, "max_turns": args.max_turns, "sampling": {
+        "dialog": {"min_turns": args.min_turns, "max_turns": args.max_turns, "plan": not args.no_plan,
+                   "sampling": {
             "min_tools": args.min_tools, "max_tools": args.max_tools, "relatedness": args.relatedness}},
         "llm": _llm_from_args(args),
     }, where="raypipe synth toolflow")

@@ -64,6 +64,7 @@ class DialogConfig:
     min_turns: int = 2
     max_turns: int = 4
     max_steps_per_turn: int = 3  # assistant actions per user turn (calls ... then the answer)
+    plan: bool = True  # False: no planner call (ToolFlow's "no plan" ablation): free user turns
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
@@ -87,6 +88,14 @@ def make_inputs(graph: ToolGraph, n: int, seed: int, cfg: DialogConfig,
 
 def specs_by_node(graph: ToolGraph) -> dict[str, dict[str, Any]]:
     return {n: unwrap(s) for n, s in zip(graph.node_ids, graph.specs)}
+
+
+def unplanned_turns(row_id: str, names: list[str], cfg: DialogConfig) -> list[dict[str, Any]]:
+    """Without a planner every turn is a free request the tools could serve (seeded per id)."""
+    n = dialog_rng(0, row_id).randint(cfg.min_turns, cfg.max_turns)
+    intent = ("ask for something, following from the conversation so far, that an assistant "
+              f"with these functions could help with: {', '.join(names)}")
+    return [{"intent": intent, "tools": []} for _ in range(n)]
 
 
 def _plan_validator(names: set[str], cfg: DialogConfig):
@@ -117,14 +126,17 @@ def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
         subgraph = json.loads(row["subgraph"])
         functions = [specs[t] for t in subgraph["tools"]]
         names = {f["name"] for f in functions}
-        plan = await client.chat_json(
-            [
-                {"role": "system", "content": PLANNER_SYSTEM.format(
-                    min_turns=cfg.min_turns, max_turns=cfg.max_turns)},
-                {"role": "user", "content": specs_block(functions)},
-            ],
-            validate=_plan_validator(names, cfg),
-        )
+        if cfg.plan:
+            plan = await client.chat_json(
+                [
+                    {"role": "system", "content": PLANNER_SYSTEM.format(
+                        min_turns=cfg.min_turns, max_turns=cfg.max_turns)},
+                    {"role": "user", "content": specs_block(functions)},
+                ],
+                validate=_plan_validator(names, cfg),
+            )
+        else:
+            plan = {"turns": unplanned_turns(row["id"], [f["name"] for f in functions], cfg)}
         messages: list[Message] = []
         turns_meta = []
         for h, turn in enumerate(plan["turns"]):
@@ -158,7 +170,8 @@ def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
             turns_meta.append({"planned": turn.get("tools", []), "called": called, "repairs": repairs})
         sample = Sample(
             id=row["id"], functions=functions, messages=messages, source=STAGE,
-            meta={"plan": plan["turns"], "subgraph": subgraph, "turns": turns_meta},
+            meta={"plan": plan["turns"] if cfg.plan else None, "subgraph": subgraph,
+                  "turns": turns_meta},
             lineage=[Lineage(stage=STAGE)],
         )
         return checked_row(sample)

@@ -46,11 +46,15 @@ def _args(spec: dict, drop: str | None = None) -> dict:
     return {p: _value(p, s) for p, s in props.items() if p in spec["parameters"].get("required", []) and p != drop}
 
 
+PLANNER_REQUESTS = [0]  # the server runs in a thread of this process: a plain counter works
+
+
 def teacher(body: dict) -> str:
     msgs = body["messages"]
     system, user = msgs[0]["content"], msgs[1]["content"]
     repair = any("That action is invalid" in m["content"] for m in msgs)
     if "dialog planner" in system:
+        PLANNER_REQUESTS[0] += 1
         names = [f["name"] for f in _functions(user)]
         return json.dumps({"turns": [{"intent": f"needs {n}", "tools": [n]} for n in names[:2]]
                            + [{"intent": "say thanks", "tools": []}]})
@@ -230,10 +234,16 @@ def test_cli_graph_build_magnet_graph_and_both_synth_commands(server, tmp_path, 
                  "--domains", "travel", "math", *llm]) == 0
     assert main(["synth", "magnet", "--graph", str(tmp_path / "fg" / "graph"), "--out", str(tmp_path / "mg"),
                  "--n", "3", *llm]) == 0
+    planner_calls, requests = PLANNER_REQUESTS[0], server.stats.requests
+    assert main(["synth", "toolflow", "--graph", str(tmp_path / "tg"), "--out", str(tmp_path / "tf2"),
+                 "--n", "3", "--no-plan", "--seed", "9", *llm]) == 0
     capsys.readouterr()
-    for run in ("tf", "mg"):
+    for run in ("tf", "mg", "tf2"):
         report = json.loads((tmp_path / run / "quality.json").read_text())
         assert report["attempted"] == 3 and report["counts_add_up"]
+    unplanned, _ = read_outputs(tmp_path / "tf2" / "dialogs")
+    assert unplanned and all(Sample.from_row(r).meta["plan"] is None for r in unplanned)
+    assert PLANNER_REQUESTS[0] == planner_calls and server.stats.requests > requests
     assert main(["synth", "toolflow", "--graph", str(tmp_path / "nope"), "--out", str(tmp_path / "x"),
                  "--n", "1", *llm]) == 2
     assert "not a tool graph" in capsys.readouterr().err

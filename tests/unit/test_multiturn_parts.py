@@ -46,6 +46,18 @@ def test_toolflow_inputs_are_deterministic_and_carry_the_subgraph(graph):
     assert toolflow_inputs(graph, 2, 11, cfg, start=3) == rows[3:5]  # chunks agree
 
 
+def test_unplanned_turns_are_seeded_free_requests():
+    from raypipe.synth.toolflow import unplanned_turns
+
+    cfg = DialogConfig(min_turns=2, max_turns=5, plan=False)
+    turns = unplanned_turns("toolflow-0-00000001", ["get_weather", "navigate"], cfg)
+    assert turns == unplanned_turns("toolflow-0-00000001", ["get_weather", "navigate"], cfg)
+    assert 2 <= len(turns) <= 5 and all(t["tools"] == [] for t in turns)
+    assert "get_weather, navigate" in turns[0]["intent"]
+    lengths = {len(unplanned_turns(f"id{i}", ["f"], cfg)) for i in range(40)}
+    assert lengths == {2, 3, 4, 5}
+
+
 def test_candidate_pairs_share_a_label_and_are_seeded(graph):
     labels = {n: ("math" if n == "solve_quadratic" else "travel") for n in graph.node_ids}
     pairs = candidate_pairs(graph, labels, 2, seed=0)
