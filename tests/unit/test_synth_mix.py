@@ -80,3 +80,42 @@ def test_decide_with_no_rows():
 def test_seeded_key_depends_on_seed_and_parts():
     assert mix.seeded_key(1, "x") == mix.seeded_key(1, "x") != mix.seeded_key(2, "x")
     assert 0 <= mix.seeded_key(0, "a") < 2**63
+
+
+def tagged_table(name="FC", rank=0, seed=5):
+    import json
+
+    from raypipe.data import SAMPLES_JSONL
+    from raypipe.schema import Sample, samples_to_table
+
+    samples = [Sample.from_dict(json.loads(x)) for x in SAMPLES_JSONL.read_text().splitlines()]
+    return mix.TagRows(name, rank, seed)(samples_to_table(samples))
+
+
+def test_range_shuffle_gives_one_order_whatever_the_block_layout():
+    table = tagged_table()
+    n = table.num_rows
+    mask = [i % 3 != 0 for i in range(n)]
+
+    def shuffled(cuts, parts):
+        blocks = [table.slice(a, b - a) for a, b in zip(cuts, cuts[1:])]
+        masks = [mask[a:b] for a, b in zip(cuts, cuts[1:])]
+        outs = [mix.filter_block(b, m, parts) for b, m in zip(blocks, masks)]
+        ranges = [mix.merge_range(*[o[1 + i] for o in outs]) for i in range(parts)]
+        stats = mix.sum_stats([o[0] for o in outs])
+        return [i for r in ranges for i in r.column("id").to_pylist()], stats
+
+    one, stats = shuffled([0, n], 1)
+    many, stats2 = shuffled([0, 7, 8, 25, n], 5)
+    kept = [r for r, keep in zip(table.to_pylist(), mask) if keep]
+    assert one == many == [r["id"] for r in sorted(kept, key=lambda r: r[mix.ORDER_COL])]
+    assert stats == stats2 and stats["FC"]["rows"] == len(kept)
+    assert one != [r["id"] for r in kept]  # it is a shuffle, not the input order
+
+
+def test_add_mix_name_records_the_source_in_meta():
+    import json
+
+    out = mix.add_mix_name(tagged_table("NF-1k"))
+    metas = [json.loads(m) for m in out.column("meta").to_pylist()]
+    assert all(m["mix"] == "NF-1k" for m in metas) and any("kind" in m for m in metas)
