@@ -149,7 +149,9 @@ def test_bfcl_v3_layout_keeps_turns_and_finds_possible_answers(tmp_path):
     assert by_id["multi_turn_base_0"].meta["turn_starts"] == [0, 1]
     assert [m.role for m in by_id["simple_1"].messages] == ["system", "user"]
     assert by_id["simple_0"].meta["ground_truth"][0]["get_current_weather"]["unit"] == ["celsius", ""]
-    assert "ground_truth" not in by_id["multi_turn_base_0"].meta
+    multi = by_id["multi_turn_base_0"].meta
+    assert "ground_truth" not in multi and multi["category"] == "multi_turn_base"
+    assert multi["involved_classes"] == ["UnitConverter"] and by_id["multi_turn_base_0"].functions == []
     assert by_id["simple_0"].meta["category"] == "simple"
 
 

@@ -7,8 +7,9 @@ V3/V4 (`BFCL_v3_<category>.json`): `question` is a list of turns, each a list of
 
 A sample holds the prompt only (no assistant turn). `meta` carries `bfcl_id`, `category`, the
 `ground_truth` from the matching `possible_answer/<same file name>` when one exists (next to the
-file or next to its folder, as in the V1 and V3 repositories), and `turn_starts` (message index
-where each turn begins) for multi-turn items. The language is `zh-TW` for files under a
+file or next to its folder, as in the V1 and V3 repositories), `turn_starts` (message index
+where each turn begins) and, for multi-turn items, `involved_classes`, `initial_config`, `path`
+and `missed_function` as given. The language is `zh-TW` for files under a
 `zhtw` folder unless `--lang` says otherwise.
 """
 
@@ -24,6 +25,7 @@ from raypipe.io import fs
 from raypipe.io.formats import ConversionError, SourceContext, require
 from raypipe.schema import Message, Sample
 
+_MULTI_TURN_KEYS = ("involved_classes", "initial_config", "path", "missed_function")
 _CATEGORY = re.compile(r"(?:gorilla_openfunctions_v1_test_|BFCL_v\d+_)(.+)\.jsonl?$")
 
 
@@ -83,6 +85,9 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
     meta: dict[str, Any] = {"bfcl_id": item_id, "category": category_of(ctx.path, item_id)}
     if len(starts) > 1:
         meta["turn_starts"] = starts
+    for key in _MULTI_TURN_KEYS:  # V3/V4 multi-turn items name classes instead of functions
+        if record.get(key) is not None:
+            meta[key] = record[key]
     ground_truth = possible_answers(ctx.path).get(item_id, record.get("ground_truth"))
     if ground_truth is not None:
         meta["ground_truth"] = ground_truth
