@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import posixpath
 import sys
 from dataclasses import dataclass
 
@@ -52,10 +53,8 @@ def _step(config: ValidateConfig, ctx) -> dict:
     rows = bad_rows = n_problems = 0
     out = None
     if config.problems_out:
-        parent = config.problems_out.rsplit("/", 1)[0]
-        if parent and parent != config.problems_out:
-            fs.make_dirs(parent)
         filesystem, inner = fs.resolve(config.problems_out)
+        filesystem.create_dir(posixpath.dirname(inner) or ".", recursive=True)
         out = filesystem.open_output_stream(inner)
     try:
         for sample_id, problems in validate_dataset(read_samples(config.paths)):

@@ -188,5 +188,6 @@ def remove_files(folder: str, prefix: str) -> None:
 
 def write_text(path: str, text: str) -> None:
     filesystem, inner = resolve(path)
+    filesystem.create_dir(posixpath.dirname(inner) or ".", recursive=True)
     with filesystem.open_output_stream(inner) as f:
         f.write(text.encode("utf-8"))
