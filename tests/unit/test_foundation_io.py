@@ -226,3 +226,12 @@ def test_a_finished_conversion_is_reused_until_inputs_or_settings_change(tmp_pat
     src.write_text(src.read_text(encoding="utf-8") + '{"id": "x", "question": "q", "response": "r"}\n')
     changed = convert_files([str(src)], "openorca", out, log=lambda m: None)
     assert not changed.up_to_date and changed.summary["counts"]["out"] == 9
+
+
+def test_text_outputs_create_their_folders(tmp_path):
+    from raypipe.io import fs
+
+    fs.write_text(str(tmp_path / "a" / "b" / "stats.json"), "{}")
+    fs.write_text(f"file://{tmp_path}/c/d/stats.json", "[]")
+    assert (tmp_path / "a" / "b" / "stats.json").read_text() == "{}"
+    assert (tmp_path / "c" / "d" / "stats.json").read_text() == "[]"
