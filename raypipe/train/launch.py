@@ -40,7 +40,7 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
 
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     spec = {
-        "config": _plain(cfg),
+        "config": dataclasses.asdict(cfg),  # plain data: rebuilt and re-checked on the worker
         "model_path": str(model_path),
         "vocab_size": len(tokenizer),
         "new_token_ids": new_ids,
@@ -182,10 +182,6 @@ def _texts(cfg: TrainConfig, fmt) -> list[str]:
                     "samples (kind: samples), not already-tokenized data"
                 )
     return texts
-
-
-def _plain(cfg: TrainConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
 
 
 def _cuda() -> bool:
