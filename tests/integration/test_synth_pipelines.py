@@ -190,10 +190,13 @@ def test_translate_keeps_structure_reasks_rejects_and_chunks(local_ray, tmp_path
 def test_negatives_decision_only_and_teacher_answer(local_ray, tmp_path):
     samples = shipped("single", limit=5) + shipped("no_call", limit=2)
     inputs = write_jsonl(tmp_path / "in.jsonl", samples)
-    cfg = negatives.NegativesConfig(inputs=[inputs], out=str(tmp_path / "nf"), seed=3, min_functions=3)
-    summary = negatives.run_negatives(cfg)
-    assert summary["in"] == 7 and summary["out"] == 5 and summary["rejected"] == 2
-    out, rejects = read_dir(cfg.out)
+    from raypipe.cli import main
+
+    assert main(["synth", "negatives", inputs, "--out", str(tmp_path / "nf"), "--seed", "3",
+                 "--min-functions", "3"]) == 0
+    summary = json.loads((tmp_path / "nf" / "summary.json").read_text())
+    assert summary["counts"] == {"in": 7, "out": 5, "rejected": 2} and summary["target"] == "decision_only"
+    out, rejects = read_dir(tmp_path / "nf")
     parents = {s.id for s in samples}
     for s in out:
         assert s.meta["target"] == "decision_only" and s.messages[-1].content == ""
@@ -223,10 +226,9 @@ def test_negatives_decision_only_and_teacher_answer(local_ray, tmp_path):
     assert reasons[samples[5].id].startswith("build error") and "no assistant turn" in reasons[samples[5].id]
 
 
-def test_chain_job_negatives_reasoning_translate_mix_and_mix_cli(local_ray, tmp_path):
+def test_chain_job_negatives_reasoning_translate_mix(local_ray, tmp_path):
     import yaml
 
-    from raypipe.cli import main
     from raypipe.jobs import run_job
 
     fc = shipped("single", limit=4) + shipped("parallel", limit=1)
@@ -276,11 +278,3 @@ def test_chain_job_negatives_reasoning_translate_mix_and_mix_cli(local_ray, tmp_
     assert summary["counts"] == {"in": 22, "out": 17, "rejected": 5}
     assert summary["read"] == 6 + 5 + 5 + 5 + 5 and summary["not_selected"] == 2 + 2
 
-    # the same mixture from the CLI: same seed, same rows in the same order
-    code = main(["synth", "mix", "--source", f"IF={if_rows}", "--count", "IF=4",
-                 "--source", f"FC={run / 'fc_reason'}", "--source", f"NF={run / 'nf'}", "--count", "NF=3",
-                 "--source", f"TC={run / 'tc'}", "--source", f"FC-again={run / 'fc_reason'}",
-                 "--seed", "0", "--out", str(tmp_path / "mix_cli")])
-    assert code == 0
-    again, _ = read_dir(tmp_path / "mix_cli")
-    assert [s.id for s in again] == [s.id for s in mixed]
