@@ -336,8 +336,12 @@ class TranslateConfig:
 
 
 def translate_requests(cfg: TranslateConfig):
+    language = cfg.language()
+
     def requests_of(sample: Sample) -> list[list[dict]]:
-        return [build_translate_messages(sample, a, b, cfg.language())
+        if sample.lang == language.code:  # rejected without a request
+            return []
+        return [build_translate_messages(sample, a, b, language)
                 for a, b in chunk_turns(sample.messages, cfg.max_chunk_chars)]
 
     return requests_of

@@ -121,3 +121,14 @@ def test_with_reasons_attaches_to_turns_and_records_lineage():
     assert out.id != s.id and out.lineage[-1].stage == "synth_reasoning"
     assert out.lineage[-1].parent_id == s.id and out.source == "src" and out.meta == {"k": 1}
     assert s.messages[2].reasoning is None  # the parent is not modified
+
+
+def test_dry_run_requests_one_per_unexplained_call_turn():
+    requests_of = reasoning.reasoning_requests(reasoning.ReasoningConfig(inputs=["x"], out="o"))
+    s = sample()
+    reqs = requests_of(s)
+    assert len(reqs) == 2 and reqs[1] == reasoning.build_reasoning_messages(s, 6)
+    s.messages[2].reasoning = "done"
+    assert len(requests_of(s)) == 1
+    no_calls = Sample(functions=[], messages=[Message("user", "hi"), Message("assistant", "hello")])
+    assert requests_of(no_calls) == []

@@ -178,3 +178,14 @@ def test_languages():
     assert get_language("vi", "Vietnamese").name == "Vietnamese"
     with pytest.raises(ValueError, match="unknown target language 'vi'"):
         get_language("vi")
+
+
+def test_dry_run_requests_one_per_chunk_and_none_for_samples_already_translated():
+    cfg = translate.TranslateConfig(inputs=["x"], out="o", max_chunk_chars=10**6)
+    requests_of = translate.translate_requests(cfg)
+    s = sample()
+    assert len(requests_of(s)) == 1
+    small = translate.TranslateConfig(inputs=["x"], out="o", max_chunk_chars=1)
+    assert len(translate.translate_requests(small)(s)) == len(s.messages)
+    s.lang = "zh-TW"
+    assert requests_of(s) == []
