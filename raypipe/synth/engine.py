@@ -31,6 +31,14 @@ def checked(validate: Callable[[Any], list[str]]) -> Callable[[Any], None]:
     return run
 
 
+def valid_input(sample: Sample) -> Sample:
+    """Reject an invalid sample before paying for any request about it."""
+    problems = validate_sample(sample)
+    if problems:
+        raise RowError("validation error: input sample is invalid: " + first_problems([str(p) for p in problems]))
+    return sample
+
+
 def valid_output(sample: Sample) -> dict:
     """The output row, after the same strict check every input passed."""
     problems = validate_sample(sample)

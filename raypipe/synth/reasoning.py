@@ -253,10 +253,10 @@ def reasoning_program(cfg: ReasoningConfig):
     """Engine program: one request per tool-call turn (concurrently), each re-asked with its
     problems until it passes `check_reason`; a turn that never passes rejects the sample."""
     from raypipe.llm.errors import RowError
-    from raypipe.synth.engine import checked, valid_output
+    from raypipe.synth.engine import checked, valid_input, valid_output
 
     async def program(row: dict, client) -> dict:
-        sample = Sample.from_row(row)
+        sample = valid_input(Sample.from_row(row))
         turns = call_turns(sample, cfg.overwrite)
         if not turns:
             if not call_turns(sample, overwrite=True):

@@ -353,12 +353,12 @@ def translate_program(cfg: TranslateConfig):
     import asyncio
 
     from raypipe.llm.errors import RowError
-    from raypipe.synth.engine import checked, valid_output
+    from raypipe.synth.engine import checked, valid_input, valid_output
 
     language = cfg.language()
 
     async def program(row: dict, client) -> dict:
-        sample = Sample.from_row(row)
+        sample = valid_input(Sample.from_row(row))
         if sample.lang == language.code:
             raise RowError(f"already translated: the sample's language is {language.code}")
 
