@@ -235,3 +235,12 @@ def test_text_outputs_create_their_folders(tmp_path):
     fs.write_text(f"file://{tmp_path}/c/d/stats.json", "[]")
     assert (tmp_path / "a" / "b" / "stats.json").read_text() == "{}"
     assert (tmp_path / "c" / "d" / "stats.json").read_text() == "[]"
+
+
+def test_convert_file_can_skip_validation_for_spec_readers():
+    from raypipe.io import convert_file, get_format
+
+    path = str(BROKEN / "openai_chat.jsonl")
+    checked = [r["line"] for s, r in convert_file(path, get_format("openai")) if r]
+    unchecked = [r["line"] for s, r in convert_file(path, get_format("openai"), validate=False) if r]
+    assert checked == [2, 3, 4, 5] and unchecked == [2, 3]
