@@ -8,7 +8,7 @@ modules load Ray and the LLM engine only when they run.
 from __future__ import annotations
 
 from raypipe.registry import Command, Step
-from raypipe.synth.mix import MixConfig, MixSource
+from raypipe.synth.mix import MixConfig
 from raypipe.synth.negatives import NegativesConfig
 from raypipe.synth.reasoning import ReasoningConfig
 from raypipe.synth.translate import TranslateConfig
@@ -232,4 +232,4 @@ STEPS = [
          help="training mixture from named datasets"),
 ]
 
-__all__ = ["COMMANDS", "STEPS", "MixSource"]
+__all__ = ["COMMANDS", "STEPS"]
