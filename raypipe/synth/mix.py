@@ -6,7 +6,8 @@ source, or a `share` of the mixture's `total`. The mixture is built on Ray Data:
 1. every row is tagged with its source, the source's rank (order in the config) and two
    keys derived from (seed, id): one to pick rows, one to order the mixture;
 2. rows with an id seen more than once are deduplicated: the copy from the earliest source
-   wins, the others go to the rejects with the winner named;
+   wins (it is then subject to its source's selection like any row), the others go to the
+   rejects with the winner's source named;
 3. each source's rows are sorted by their pick key and the first `n` taken: a seeded choice
    that does not depend on how the data is partitioned;
 4. the mixture is sorted by its order key (a seeded shuffle, again partition-independent;
@@ -210,7 +211,7 @@ def decide(keys: list[tuple], sources: list[MixSource], total: int | None):
     duplicates = [
         {
             "file": sources[rank[i]].name, "line": None, "id": ids[i].decode(), "stage": STAGE,
-            "reason": f"duplicate id: the copy from source {sources[winner_rank[i]].name!r} is kept",
+            "reason": f"duplicate id: deduplicated in favour of the copy in source {sources[winner_rank[i]].name!r}",
             "raw": "",
         }
         for i in np.flatnonzero(~keep)

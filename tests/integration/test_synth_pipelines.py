@@ -261,7 +261,7 @@ def test_chain_job_negatives_reasoning_translate_mix(local_ray, tmp_path):
     assert res["1:synth_reasoning"]["completed"] == 5 and res["2:synth_translate"]["completed"] == 5
     mixed, dups = read_dir(run / "mix")
     assert len(mixed) == 4 + 5 + 3 + 5 and len(dups) == 5
-    assert all("duplicate id: the copy from source 'FC' is kept" == d["reason"] for d in dups)
+    assert all("duplicate id: deduplicated in favour of the copy in source 'FC'" == d["reason"] for d in dups)
     by_mix = {}
     for s in mixed:
         by_mix.setdefault(s.meta["mix"], []).append(s)

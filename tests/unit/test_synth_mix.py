@@ -59,9 +59,9 @@ def test_decide_dedups_earliest_source_wins_and_selects_exact_seeded_counts():
     assert masks[2][2] == False  # noqa: E712  C's x is a duplicate
     reasons = sorted((d["file"], d["id"], d["reason"]) for d in dups)
     assert reasons == [
-        ("B", "b1", "duplicate id: the copy from source 'B' is kept"),
-        ("B", "x", "duplicate id: the copy from source 'A' is kept"),
-        ("C", "x", "duplicate id: the copy from source 'A' is kept"),
+        ("B", "b1", "duplicate id: deduplicated in favour of the copy in source 'B'"),
+        ("B", "x", "duplicate id: deduplicated in favour of the copy in source 'A'"),
+        ("C", "x", "duplicate id: deduplicated in favour of the copy in source 'A'"),
     ]
     # A picks its 2 smallest pick keys: a seeded choice independent of block layout
     a_ids = ["a1", "a2", "a3", "x"]
