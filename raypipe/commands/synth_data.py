@@ -77,6 +77,8 @@ def _add_reasoning(p) -> None:
     p.add_argument("--overwrite", action="store_true", help="re-explain turns that already have reasoning")
     p.add_argument("--any-function", action="store_true",
                    help="accept a reason that names only some of the called functions")
+    p.add_argument("--reject-without-calls", action="store_true",
+                   help="reject samples with no tool call (default: they pass through unchanged)")
     _add_llm(p)
 
 
@@ -86,6 +88,7 @@ def _run_reasoning(args) -> int:
     cfg = _config(ReasoningConfig, {
         "inputs": args.inputs, "out": args.out, "llm": _llm(args), "few_shot": not args.no_few_shot,
         "overwrite": args.overwrite, "require_all_functions": not args.any_function,
+        "keep_without_calls": not args.reject_without_calls,
         "dry_run": args.dry_run,
     }, "synth reasoning")
     _init_ray()

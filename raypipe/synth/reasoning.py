@@ -237,6 +237,7 @@ class ReasoningConfig:
     few_shot: bool = True  # include the worked examples in every request
     overwrite: bool = False  # re-explain turns that already carry reasoning
     require_all_functions: bool = True  # a reason must name every called function
+    keep_without_calls: bool = True  # samples with no tool call pass through (else: rejected)
     min_chars: int = 20
     max_chars: int = 2000
     dry_run: bool = False
@@ -259,9 +260,9 @@ def reasoning_program(cfg: ReasoningConfig):
         sample = valid_input(Sample.from_row(row))
         turns = call_turns(sample, cfg.overwrite)
         if not turns:
-            if not call_turns(sample, overwrite=True):
+            if not call_turns(sample, overwrite=True) and not cfg.keep_without_calls:
                 raise RowError("no tool calls: the sample has no assistant turn with tool calls to explain")
-            return row  # every turn is explained already
+            return row  # nothing to explain: no call, or every call turn has its reason
 
         async def ask(turn: int) -> str:
             validate = checked(lambda answer: check_reason(

@@ -120,7 +120,8 @@ def test_reasoning_reask_reject_lineage_and_resume(local_ray, tmp_path):
     policy = {users[1]: "fix_on_reask", users[2]: "off_target", users[3]: "malformed"}
     inputs = write_jsonl(tmp_path / "in.jsonl", fc + no_call)
     with MockLLMServer(responder=Teacher(policy)) as srv:
-        cfg = reasoning.ReasoningConfig(inputs=[inputs], out=str(tmp_path / "out"), llm=llm(srv))
+        cfg = reasoning.ReasoningConfig(inputs=[inputs], out=str(tmp_path / "out"), llm=llm(srv),
+                                        keep_without_calls=False)
         summary = reasoning.run_reasoning(cfg)
         seen = srv.stats.requests
         assert summary["rows_in"] == 7 and summary["completed"] == 4 and summary["rejected"] == 3

@@ -63,8 +63,10 @@ def test_programs_reject_invalid_or_unusable_inputs_before_any_request():
         with pytest.raises(RowError, match="input sample is invalid: messages\\[1\\].tool_calls\\[0\\].arguments"):
             run(prog, bad, client)
     no_call = Sample(functions=[], messages=[Message("user", "hi"), Message("assistant", "hello")])
+    assert run(r_prog, no_call, client) == no_call.to_row()  # passes through by default
+    strict = reasoning.reasoning_program(reasoning.ReasoningConfig(inputs=["x"], out="o", keep_without_calls=False))
     with pytest.raises(RowError, match="^no tool calls"):
-        run(r_prog, no_call, client)
+        run(strict, no_call, client)
     zh = fc()
     zh.lang = "zh-TW"
     with pytest.raises(RowError, match="^already translated"):
