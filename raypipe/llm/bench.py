@@ -236,8 +236,15 @@ def run_all(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict:
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-real-key")
     scale = 0.25 if quick else 1.0
     started = time.monotonic()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
-             log_to_driver=False)
+    for attempt in range(3):  # a busy shared machine sometimes misses Ray's start-up deadline
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, object_store_memory=300 * 1024 * 1024,
+                     log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
     work = tempfile.mkdtemp(prefix="raypipe-bench-synth-")
     runs = {
         "latency_bound": lambda: latency_bound(work, int(2000 * scale), latency=1.0, in_flight=128, actors=2),

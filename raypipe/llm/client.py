@@ -29,6 +29,7 @@ from raypipe.llm.cache import RequestCache, cache_key
 from raypipe.llm.config import LLMConfig
 from raypipe.llm.errors import RowError
 
+POOL_SIZE = 16  # connections per HTTP pool (see LLMClient._pools)
 LATE_SLOT_S = 0.25  # woke up this much after the rate-limit slot: book another one
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 FATAL_STATUS = frozenset({401, 403})
@@ -88,7 +89,8 @@ class LLMClient:
             RequestCache(config.cache_dir) if config.cache_dir else None
         )
         self.acct = Accounting()
-        self._openai = None
+        self._openai: list | None = None
+        self._pool_load: list[int] = []
         self._api_key: str | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Future] = {}
@@ -99,26 +101,35 @@ class LLMClient:
         raise TypeError("LLMClient holds a live connection: pass the LLMConfig and build it on the worker")
 
     # -- plumbing ------------------------------------------------------------------------
-    def _client(self):
+    def _pools(self) -> list:
+        """Several AsyncOpenAI clients, each with its own small connection pool: the HTTP
+        pool scans all its connections for every request, so one pool of 128 connections
+        costs O(in-flight) CPU per request; pools of <= POOL_SIZE keep that flat."""
         if self._openai is None:
             import openai
             from openai._base_client import DEFAULT_CONNECTION_LIMITS
 
             self._api_key = self.config.api_key()
-            # Keep a connection alive per request in flight (the default keeps 100), without
-            # naming the HTTP library openai bundles (its module name varies by version).
+            n_pools = -(-self.config.concurrency // POOL_SIZE)
+            per_pool = -(-self.config.concurrency // n_pools)
+            # (the limits class is taken from openai so as not to name the HTTP library it
+            # bundles: its module name varies between versions)
             limits = type(DEFAULT_CONNECTION_LIMITS)(
-                max_connections=max(1000, self.config.concurrency + 16),
-                max_keepalive_connections=self.config.concurrency + 16,
+                max_connections=self.config.concurrency + 16,
+                max_keepalive_connections=per_pool + 4,
             )
-            self._openai = openai.AsyncOpenAI(
-                base_url=self.config.base_url,
-                api_key=self._api_key,
-                max_retries=0,  # retries are ours (jitter, Retry-After, accounting)
-                timeout=self.config.timeout_s,
-                default_headers=self.config.extra_headers or None,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.config.timeout_s),
-            )
+            self._openai = [
+                openai.AsyncOpenAI(
+                    base_url=self.config.base_url,
+                    api_key=self._api_key,
+                    max_retries=0,  # retries are ours (jitter, Retry-After, accounting)
+                    timeout=self.config.timeout_s,
+                    default_headers=self.config.extra_headers or None,
+                    http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.config.timeout_s),
+                )
+                for _ in range(n_pools)
+            ]
+            self._pool_load = [0] * n_pools
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         return self._openai
 
@@ -137,7 +148,8 @@ class LLMClient:
 
     async def close(self) -> None:
         if self._openai is not None:
-            await self._openai.close()
+            for pool in self._openai:
+                await pool.close()
             self._openai = None
 
     # -- the API ---------------------------------------------------------------------------
@@ -207,7 +219,7 @@ class LLMClient:
 
     # -- retries -----------------------------------------------------------------------------
     async def _send_with_retries(self, messages: list[dict], params: dict) -> Completion:
-        client = self._client()
+        pools = self._pools()
         assert self._semaphore is not None
         booked = estimate_tokens(messages) + int(params.get("max_tokens") or 0)
         last = ""
@@ -223,9 +235,14 @@ class LLMClient:
                     # The raw body, parsed here: skips building pydantic models per answer
                     # (a third of the client's CPU per request); a malformed body is a
                     # ValueError and retried like any other bad answer.
-                    raw = await client.chat.completions.with_raw_response.create(
-                        model=self.config.model, messages=messages, **params
-                    )
+                    pick = min(range(len(pools)), key=self._pool_load.__getitem__)
+                    self._pool_load[pick] += 1
+                    try:
+                        raw = await pools[pick].chat.completions.with_raw_response.create(
+                            model=self.config.model, messages=messages, **params
+                        )
+                    finally:
+                        self._pool_load[pick] -= 1
                     completion = completion_from_body(json.loads(raw.text))
                 except Exception as exc:  # classified below; nothing escapes unclassified
                     error = exc

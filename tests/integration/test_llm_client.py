@@ -134,7 +134,7 @@ def test_concurrency_cap_is_the_number_in_flight():
 
 
 def test_local_limiter_keeps_the_rate_and_avoids_429s():
-    with MockLLMServer(rpm=1200, burst_s=0.25) as srv:  # 20 req/s, 5 of burst
+    with MockLLMServer(rpm=1200, burst_s=1.0) as srv:  # 20 req/s, 20 of burst: 30 at once fail
         cfg = config(srv, requests_per_minute=1200)
         client = LLMClient(cfg, limiter=LocalLimiter(cfg.requests_per_minute, None))
 
@@ -149,8 +149,8 @@ def test_local_limiter_keeps_the_rate_and_avoids_429s():
 
 
 def test_429s_from_a_stricter_server_slow_everybody_down():
-    with MockLLMServer(rpm=600, burst_s=0.1) as srv:  # 10 req/s; the client thinks 60
-        cfg = config(srv, requests_per_minute=3600, max_retries=8, backoff_base_s=0.1)
+    with MockLLMServer(rpm=600, burst_s=0.5) as srv:  # 10 req/s; the client thinks 20
+        cfg = config(srv, requests_per_minute=1200, max_retries=10, backoff_base_s=0.1)
         limiter = LocalLimiter(cfg.requests_per_minute, None)
         client = LLMClient(cfg, limiter=limiter)
 
