@@ -80,11 +80,12 @@ def sft_loop(spec: dict[str, Any]) -> None:
 
             if state.step % cfg.source_loss_every == 0 or state.step == spec["total_steps"]:
                 per_source = all_reduce_sum(source_sums.clone())
-                state.source_loss.append({
-                    "step": state.step,
-                    "loss": {sources[i]: float(s[0] / s[1]) for i, s in enumerate(per_source) if s[1] > 0},
-                })
+                by_source = {sources[i]: float(s[0] / s[1]) for i, s in enumerate(per_source) if s[1] > 0}
+                state.source_loss.append({"step": state.step, "loss": by_source})
                 source_sums.zero_()
+                if session.rank == 0:
+                    shown = " ".join(f"{k}={v:.4g}" for k, v in by_source.items())
+                    print(f"[raypipe] step {state.step} loss by source: {shown}", flush=True)
             if state.step % cfg.checkpoint_every == 0:
                 ckpt = save_checkpoint(engine, model, session, state)
                 session.report({"step": state.step, "loss": state.history[-1]["loss"]}, ckpt)
