@@ -9,6 +9,9 @@ in each supported source format (for the quickstart job, tests and demos).
   `meta.kind` says which.
 - `IF_JSONL`: 15 instruction-following samples (no functions), 4 in Traditional Chinese.
 - `SOURCES_DIR`: small files in each source format `raypipe convert` reads.
+- `BFCL_MINI_DIR`: a hand-made BFCL test set in the V1 / zh-TW layout (`en/`, `zhtw/`,
+  `possible_answer/`), 4 items per category over the functions of `TOOLS_JSON`, so evaluation
+  runs without the real benchmark (`load_bfcl(BFCL_MINI_DIR, "zhtw")`).
 """
 
 from pathlib import Path
@@ -18,3 +21,4 @@ SAMPLES_JSONL = DATA_DIR / "samples.jsonl"
 TOOLS_JSON = DATA_DIR / "tools.json"
 IF_JSONL = DATA_DIR / "if.jsonl"
 SOURCES_DIR = DATA_DIR / "sources"
+BFCL_MINI_DIR = DATA_DIR / "bfcl_mini"

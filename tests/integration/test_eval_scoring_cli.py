@@ -34,7 +34,7 @@ def run_cli(*args):
 def test_score_bfcl_command_end_to_end(tmp_path):
     results = tmp_path / "results"
     by_category = perfect_results(FIXTURES / "v1", "zhtw")
-    by_category["simple"]["simple_1"] = "[math.factorial(number=4)]"
+    by_category["simple"]["simple_1"] = "[astronomy.orbital_period(semi_major_axis_au=4.0)]"
     write_result_files(by_category, results)
     out = tmp_path / "reports" / "REPORT.json"
     proc = run_cli("--data", FIXTURES / "v1", "--lang", "zhtw", "--results", results,

@@ -37,10 +37,11 @@ def test_v1_layout(lang):
     simple = items[0]
     assert simple.id == "simple_0" and simple.rules == "v1"
     assert simple.question[0]["role"] == "user" and isinstance(simple.question[0]["content"], str)
-    assert [f["name"] for f in simple.functions] == ["calculate_triangle_area"]
-    assert simple.ground_truth == [{"calculate_triangle_area": {"base": [10], "height": [5], "unit": ["units", ""]}}]
+    assert [f["name"] for f in simple.functions] == ["convert_recipe_units"]
+    assert simple.ground_truth == [{"convert_recipe_units": {
+        "quantity": [250.0], "from_unit": ["grams", "g", "公克"], "to_unit": ["cups", "cup", "杯"], "round_to": ["", 2]}}]
     parallel = next(it for it in items if it.id == "parallel_function_0")
-    assert [next(iter(c)) for c in parallel.ground_truth] == ["spotify.play_1", "spotify.play_2"]
+    assert [next(iter(c)) for c in parallel.ground_truth] == ["recipes.find_by_ingredient_1", "recipes.find_by_ingredient_2"]
     assert items[-1].category == "relevance" and items[-1].ground_truth is None
 
 
@@ -61,8 +62,8 @@ def test_v4_layout():
     assert by_id["parallel_multiple_0"].category == "parallel_multiple_function"
     assert by_id["irrelevance_0"].category == "relevance" and by_id["irrelevance_0"].ground_truth is None
     assert by_id["parallel_0"].ground_truth == [
-        {"spotify.play": {"artist": ["Taylor Swift"], "duration": [20]}},
-        {"spotify.play": {"artist": ["Maroon 5"], "duration": [15]}},
+        {"recipes.find_by_ingredient": {"ingredient": ["tofu"], "max_minutes": [30]}},
+        {"recipes.find_by_ingredient": {"ingredient": ["salmon"], "max_minutes": [45]}},
     ]
     assert all(it.rules == "v3" for it in items)
     assert by_id["simple_python_0"].question == [{"role": "user", "content": by_id["simple_python_0"].question[0]["content"]}]
@@ -176,10 +177,10 @@ def test_summary_interval_contains_the_mean_even_at_100_percent():
 def test_report_structure_errors_and_relevance_variants():
     items = load_bfcl(FIXTURES / "v1", "en")
     results = {it.id: format_calls(reference_calls(it)) for it in items if it.ground_truth}
-    results["simple_1"] = "[math.factorial(number=6)]"  # wrong value
+    results["simple_1"] = "[astronomy.orbital_period(semi_major_axis_au=9.5)]"  # wrong value
     results["multiple_function_0"] = "I don't know"  # not decodable
-    results["relevance_0"] = "Sorry, no tool computes triangle areas."  # answered in words
-    results["relevance_1"] = "[math.sum(numbers=[1, 2])]"  # called a function anyway
+    results["relevance_0"] = "Sorry, no tool knows who wrote novels."  # answered in words
+    results["relevance_1"] = "[shipping.print_label(tracking_number='JUPITER')]"  # called a function anyway
     report = score_results(items, results, "pythonic")
     simple = report["categories"]["simple"]
     assert (simple["correct"], simple["total"], simple["accuracy"]) == (1, 2, 0.5)
@@ -223,5 +224,5 @@ def test_underscore_to_dot_in_a_report():
     items = load_bfcl(FIXTURES / "v1", "en", ["simple"])
     results = {it.id: [{name.replace(".", "_"): json.dumps(args)} for name, args in reference_calls(it)] for it in items}
     assert score_results(items, results, "openai", underscore_to_dot=True)["categories"]["simple"]["accuracy"] == 1.0
-    # simple_1 calls math.factorial: without the option its underscored name does not match
+    # simple_1 calls astronomy.orbital_period: without the option its underscored name does not match
     assert score_results(items, results, "openai")["categories"]["simple"]["accuracy"] == 0.5

@@ -1,12 +1,17 @@
 """Items the zh-TW leaderboard's own checker scored (its published score files): same verdicts,
-same error types, same first error message."""
+same error types, same first error message.
 
+`reference_vectors.jsonl` keeps only the published raw output and verdict of each item; the item
+itself (functions, possible answers) is read from the benchmark in ../shared at test time, so no
+benchmark data is copied into the repo (the test skips when ../shared is absent)."""
+
+import functools
 import json
 from pathlib import Path
 
 import pytest
 
-from raypipe.eval.bfcl_data import BfclItem
+from raypipe.eval.bfcl_data import load_bfcl
 from raypipe.eval.scoring import score_item
 
 pytestmark = pytest.mark.unit
@@ -15,14 +20,20 @@ VECTORS = Path(__file__).resolve().parents[1] / "data" / "bfcl" / "reference_vec
 ROWS = [json.loads(line) for line in VECTORS.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r["source"].rsplit(" ", 2)[-2] + "-" + r["category"] for r in ROWS])
-def test_same_verdict_as_the_reference_checker(row):
-    functions = row["function"] if isinstance(row["function"], list) else [row["function"]]
-    truth = row["possible_answer"]
-    item = BfclItem(
-        id="x", category=row["category"], question=[], functions=functions,
-        ground_truth=None if truth is None else [{k: v} for k, v in truth.items()],
-    )
+@functools.lru_cache(maxsize=1)
+def _load_items(data_dir):
+    return {it.id: it for it in load_bfcl(data_dir, "zhtw", sorted({r["category"] for r in ROWS}))}
+
+
+@pytest.fixture
+def benchmark_items(bfcl_data):  # `bfcl_data` skips with its reason when ../shared is absent
+    return _load_items(bfcl_data)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["source"].rsplit(" ", 2)[-2] + "-" + r["id"] for r in ROWS])
+def test_same_verdict_as_the_reference_checker(row, benchmark_items):
+    item = benchmark_items[row["id"]]
+    assert item.category == row["category"]
     outcome = score_item(item, row["raw"], row["decoder"], row["underscore_to_dot"])
     if row["error_type"] is None:
         assert outcome["valid"]
