@@ -140,7 +140,7 @@ def _run_local(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> in
     from raypipe.llm.limiter import LocalLimiter
 
     if not isinstance(inputs, (list, tuple)):
-        inputs = list(inputs.iter_rows())
+        inputs = [dict(row) for row in inputs.iter_rows()]
     _check_ids(inputs, common["stage"])
     if llm.requests_per_minute or llm.tokens_per_minute:
         common = {**common, "local_limiter": LocalLimiter(llm.requests_per_minute, llm.tokens_per_minute)}
