@@ -59,16 +59,16 @@ def plain_loop_tokens_per_s(run_dir: Path, data_path: str, fmt_name: str, steps:
     import torch
     from transformers import AutoTokenizer
 
+    from raypipe.io import read_sample_file
     from raypipe.templates import tokenize_sample
     from raypipe.train.config import LoraSettings
-    from raypipe.train.data import read_samples
     from raypipe.train.losses import nll_sum_and_count
     from raypipe.train.model import build_trainable_model
     from raypipe.train.worker import collate
 
     torch.set_num_threads(1)  # the recipe's CPU workers use one thread per reserved core
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
-    rows = [tokenize_sample(s, tokenizer, fmt_name) for s in read_samples(data_path)]
+    rows = [tokenize_sample(s, tokenizer, fmt_name) for s in read_sample_file(data_path)]
     model = build_trainable_model(
         str(run_dir / "base"), dtype=torch.float32, vocab_size=len(tokenizer),
         new_token_ids=[], lora=LoraSettings(),

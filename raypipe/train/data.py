@@ -112,7 +112,9 @@ def _read_source(src: DataSource, n: int, tokenizer, fmt, cfg: TrainConfig, reje
             for i, r in enumerate(pq.read_table(path).to_pylist()):
                 _keep(r, cfg, tokenizer, f"{path}: row {i}", out, reject)
         elif src.kind == "samples":
-            for sample in read_samples(path):
+            from raypipe.io import read_sample_file
+
+            for sample in read_sample_file(path):
                 _tokenize_sample(sample, tokenizer, fmt, cfg, path, out, reject)
         else:
             import pyarrow.parquet as pq
@@ -169,26 +171,6 @@ def _tokenize_pair(row: dict, tokenizer, fmt, cfg, where, out, reject) -> None:
         "chosen_input_ids": sides["chosen"]["input_ids"], "chosen_labels": sides["chosen"]["labels"],
         "rejected_input_ids": sides["rejected"]["input_ids"], "rejected_labels": sides["rejected"]["labels"],
     })
-
-
-def read_samples(path: str):
-    """Canonical samples from JSONL (`Sample.to_dict()` per line) or Parquet (`Sample.to_row()`)."""
-    from raypipe.schema import Sample
-
-    if path.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        for row in pq.read_table(path).to_pylist():
-            yield Sample.from_row(row)
-        return
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield Sample.from_dict(json.loads(line))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise RaypipeError(f"{path}:{n}: not a canonical sample: {exc}") from None
 
 
 def steps_per_epoch(num_rows: int, cfg: TrainConfig) -> int:

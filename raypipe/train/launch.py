@@ -164,13 +164,14 @@ def build_tiny_model(cfg: TrainConfig, fmt, out: Path) -> Path:
 def _texts(cfg: TrainConfig, fmt) -> list[str]:
     from raypipe.schema import Sample
     from raypipe.templates import render
-    from raypipe.train.data import expand, read_samples
+    from raypipe.io import read_sample_file
+    from raypipe.train.data import expand
 
     texts = []
     for src in cfg.data:
         for path in expand(src.path):
             if src.kind == "samples":
-                texts.extend(render(s, fmt) for s in read_samples(path))
+                texts.extend(render(s, fmt) for s in read_sample_file(path))
             elif src.kind == "pairs":
                 import pyarrow.parquet as pq
 

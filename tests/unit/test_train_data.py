@@ -9,8 +9,9 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from raypipe.config import load_config  # noqa: E402
 from raypipe.errors import RaypipeError  # noqa: E402
+from raypipe.io import read_sample_file  # noqa: E402
 from raypipe.train.config import SFTConfig  # noqa: E402
-from raypipe.train.data import prepare_data, read_samples  # noqa: E402
+from raypipe.train.data import prepare_data  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -66,4 +67,4 @@ def test_sample_file_errors_name_the_line(tmp_path):
     path = tmp_path / "s.jsonl"
     path.write_text('{"functions": [], "messages": [{"role": "user", "content": "hi"}]}\n{"messages": [{}]}\n')
     with pytest.raises(RaypipeError, match=r"s.jsonl:2: not a canonical sample"):
-        list(read_samples(str(path)))
+        list(read_sample_file(str(path)))
