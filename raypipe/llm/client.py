@@ -91,6 +91,7 @@ class LLMClient:
         self.acct = Accounting()
         self._openai: list | None = None
         self._pool_load: list[int] = []
+        self._io = None  # thread pool for cache I/O, created on first use
         self._api_key: str | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._inflight: dict[str, asyncio.Future] = {}
@@ -152,13 +153,23 @@ class LLMClient:
                 await pool.close()
             self._openai = None
 
+    async def _in_io_thread(self, fn, *args):
+        """Cache reads/writes off the event loop, on a pool sized for the requests in flight
+        (asyncio's default pool has cpu+4 threads: too few for an object-store cache)."""
+        if self._io is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._io = ThreadPoolExecutor(max_workers=min(64, self.config.concurrency),
+                                          thread_name_prefix="raypipe-cache")
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
+
     # -- the API ---------------------------------------------------------------------------
     async def chat(self, messages: list[dict], **params: Any) -> Completion:
         """One chat completion (cached, de-duplicated, rate limited, retried)."""
         params = self.request_params(params)
         key = cache_key(self.config.model, messages, params)
         if self.cache is not None:
-            entry = await asyncio.to_thread(self.cache.get, key)
+            entry = await self._in_io_thread(self.cache.get, key)
             if entry is not None:
                 self._count("cache_hits")
                 return Completion(entry["text"], {"prompt_tokens": 0, "completion_tokens": 0},
@@ -174,9 +185,12 @@ class LLMClient:
             if self.cache is not None:
                 entry = {"text": completion.text, "finish_reason": completion.finish_reason,
                          "usage": completion.usage, "model": self.config.model, "created": time.time()}
-                await asyncio.to_thread(self.cache.put, key, entry)
+                await self._in_io_thread(self.cache.put, key, entry)
             future.set_result(completion)
             return completion
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: nobody else may be waiting
