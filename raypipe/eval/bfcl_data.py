@@ -140,11 +140,13 @@ def _check_categories(categories: Iterable[str] | None) -> list[str] | None:
     return wanted
 
 
-def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     """(line number, object) for each non-empty line; a bad line raises naming file:line."""
     rows = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RaypipeError(f"{path}: file not found") from None
     except UnicodeDecodeError as err:
         raise RaypipeError(f"{path}: not UTF-8 text ({err})") from None
     for number, line in enumerate(text.splitlines(), start=1):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from raypipe.errors import RaypipeError
+from raypipe.eval.bfcl_data import read_jsonl
 
 RATING_RE = re.compile(r"\[\[\s*([+-]?\d+(?:\.\d+)?)\s*\]\]")
 MIN_RATING, MAX_RATING = 1.0, 10.0
@@ -60,31 +61,13 @@ def extract_rating(text: str) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    path = Path(path)
-    if not path.exists():
-        raise RaypipeError(f"{path}: file not found")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RaypipeError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise RaypipeError(f"{path}:{lineno}: expected a JSON object")
-        rows.append((lineno, row))
-    return rows
-
-
 def _str_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(t, str) and t.strip() for t in value)
 
 
 def load_questions(path: str | Path) -> list[dict[str, Any]]:
     questions, problems, seen = [], [], set()
-    for lineno, row in _read_jsonl(path):
+    for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         if "question_id" not in row:
             problems.append(f"{where}: question_id: missing")
@@ -111,7 +94,7 @@ def load_questions(path: str | Path) -> list[dict[str, Any]]:
 
 def load_answers(path: str | Path) -> dict[str, list[str]]:
     answers: dict[str, list[str]] = {}
-    for lineno, row in _read_jsonl(path):
+    for lineno, row in read_jsonl(path):
         turns = row.get("turns")
         if turns is None and isinstance(row.get("choices"), list) and row["choices"]:
             turns = row["choices"][0].get("turns")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from raypipe.errors import RaypipeError
+from raypipe.eval.bfcl_data import read_jsonl
 
 
 def pass_hat_k(n: int, c: int, k: int) -> float:
@@ -69,16 +70,9 @@ def summarize(counts: dict[str, tuple[int, int]], ks: list[int]) -> dict:
 
 def read_trials(path: str | Path) -> list[tuple[str, bool]]:
     """JSONL, one trial per line: {"task_id": ..., "success": true|false}."""
-    path = Path(path)
     trials = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RaypipeError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or "task_id" not in row or not isinstance(row.get("success"), bool):
+    for lineno, row in read_jsonl(path):
+        if "task_id" not in row or not isinstance(row.get("success"), bool):
             raise RaypipeError(f"{path}:{lineno}: needs 'task_id' and a boolean 'success'")
         trials.append((str(row["task_id"]), row["success"]))
     return trials
