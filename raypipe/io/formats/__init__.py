@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from raypipe.schema import ToolCall
+
 
 class ConversionError(ValueError):
     """This record cannot become a canonical sample; the message names the field and why."""
@@ -39,6 +41,17 @@ def parse_json_field(value: Any, field: str) -> Any:
         except json.JSONDecodeError as exc:
             raise ConversionError(f"{field}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     return value
+
+
+def name_and_arguments_call(value: Any, where: str) -> ToolCall:
+    """A call written as {"name": ..., "arguments": object or JSON string} (xLAM answers,
+    ShareGPT function_call turns)."""
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise ConversionError(f"{where}.name: missing")
+    args = parse_json_field(value.get("arguments") or {}, f"{where}.arguments")
+    if not isinstance(args, dict):
+        raise ConversionError(f"{where}.arguments: expected an object")
+    return ToolCall(value["name"], args)
 
 
 def require(record: dict, key: str, kind: type | tuple[type, ...] = str) -> Any:

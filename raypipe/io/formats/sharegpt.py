@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from raypipe.io.formats import ConversionError, SourceContext, parse_json_field, require
+from raypipe.io.formats import ConversionError, SourceContext, name_and_arguments_call, parse_json_field, require
 from raypipe.io.formats.openai_chat import unwrap_tool
 from raypipe.schema import Message, Sample, ToolCall
 
@@ -43,14 +43,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
         if role == "calls":
             raw = parse_json_field(value, f"{where}.value")
             raw_calls = raw if isinstance(raw, list) else [raw]
-            calls = []
-            for j, c in enumerate(raw_calls):
-                if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                    raise ConversionError(f"{where}.value[{j}].name: missing")
-                args = parse_json_field(c.get("arguments") or {}, f"{where}.value[{j}].arguments")
-                if not isinstance(args, dict):
-                    raise ConversionError(f"{where}.value[{j}].arguments: expected an object")
-                calls.append(ToolCall(c["name"], args))
+            calls = [name_and_arguments_call(c, f"{where}.value[{j}]") for j, c in enumerate(raw_calls)]
             pending = list(calls)
             messages.append(Message("assistant", None, tool_calls=calls))
         elif role == "tool":

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from raypipe.io.formats import ConversionError, SourceContext, parse_json_field, require
-from raypipe.schema import Message, Sample, ToolCall
+from raypipe.io.formats import ConversionError, SourceContext, name_and_arguments_call, parse_json_field, require
+from raypipe.schema import Message, Sample
 
 _SCALARS = {
     "str": "string", "string": "string", "int": "integer", "integer": "integer",
@@ -75,14 +75,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
     if not isinstance(answers, list):
         raise ConversionError("answers: expected a list")
     functions = [tool_to_spec(t, f"tools[{i}]") for i, t in enumerate(tools)]
-    calls = []
-    for i, a in enumerate(answers):
-        if not isinstance(a, dict) or not isinstance(a.get("name"), str):
-            raise ConversionError(f"answers[{i}].name: missing")
-        args = parse_json_field(a.get("arguments") or {}, f"answers[{i}].arguments")
-        if not isinstance(args, dict):
-            raise ConversionError(f"answers[{i}].arguments: expected an object")
-        calls.append(ToolCall(a["name"], args))
+    calls = [name_and_arguments_call(a, f"answers[{i}]") for i, a in enumerate(answers)]
     messages = [Message("user", query)]
     meta: dict[str, Any] = {}
     if calls:
