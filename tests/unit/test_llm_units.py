@@ -182,3 +182,13 @@ def test_summary_counts_add_up_over_runs_and_progress_line():
     progress.add({"rows": 1, "completed": 1, "requests": 1, "skipped": 1})
     assert lines and "rows 3 done (1 rejected, 1 resumed)" in lines[-1] and "$0.5000" in lines[-1]
     assert "req/s" in lines[-1] and "tok/s" in lines[-1]
+
+
+def test_cli_cache_stats_and_bench_rejects_unknown_scenario(tmp_path, capsys):
+    from raypipe.cli import main
+
+    RequestCache(str(tmp_path)).put("ef" * 32, {"text": "x"})
+    assert main(["llm", "cache-stats", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == 1
+    assert main(["bench", "synth", "--only", "nope"]) == 2
+    assert "unknown scenario(s) ['nope']" in capsys.readouterr().err
