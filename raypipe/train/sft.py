@@ -15,13 +15,13 @@ from raypipe.train.worker import (
     StepLog,
     TrainState,
     all_reduce_sum,
+    checkpoint_and_report,
     collate,
     grad_norm,
     maybe_kill_drill,
     open_session,
     optimizer_steps,
     restore_checkpoint,
-    save_checkpoint,
     setup_engine,
     trainable_tokens,
 )
@@ -87,13 +87,10 @@ def sft_loop(spec: dict[str, Any]) -> None:
                     shown = " ".join(f"{k}={v:.4g}" for k, v in by_source.items())
                     print(f"[raypipe] step {state.step} loss by source: {shown}", flush=True)
             if state.step % cfg.checkpoint_every == 0:
-                ckpt = save_checkpoint(engine, model, session, state)
-                session.report({"step": state.step, "loss": state.history[-1]["loss"]}, ckpt)
-                last_saved = state.step
+                last_saved = checkpoint_and_report(engine, model, session, state)
             maybe_kill_drill(cfg, spec, session, state)
         state.epoch += 1
         state.step_in_epoch = 0
 
     if state.step != last_saved or not state.history:
-        ckpt = save_checkpoint(engine, model, session, state)
-        session.report({"step": state.step, "loss": state.history[-1]["loss"] if state.history else None}, ckpt)
+        checkpoint_and_report(engine, model, session, state)

@@ -165,6 +165,13 @@ def save_checkpoint(engine, model, session, state: TrainState, extra_files: dict
     return d
 
 
+def checkpoint_and_report(engine, model, session, state: TrainState) -> int:
+    """Save a checkpoint, hand it to Ray Train with the latest loss; returns the step saved."""
+    ckpt = save_checkpoint(engine, model, session, state)
+    session.report({"step": state.step, "loss": state.history[-1]["loss"] if state.history else None}, ckpt)
+    return state.step
+
+
 def _save_adapter(engine, model, session, path: Path) -> None:
     if engine.zero_optimization_stage() == 3:
         import deepspeed
