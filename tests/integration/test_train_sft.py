@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.data import SAMPLES_JSONL
-from raypipe.schema import Sample
+from raypipe.testing.samples import first_call_samples
 
 pytestmark = pytest.mark.integration
 
@@ -21,23 +20,6 @@ LOSS_THRESHOLD = 0.15  # per trained token, after 80 steps; the untrained model 
 # checkpoint when its controller next polls the workers (every 2 s), so a worker dying right after
 # reporting may take that checkpoint with it (the run then resumes from the one before).
 ROWS, RATIO, EPOCHS, KILL_AT, CKPT_EVERY = 4, 10, 8, 30, 20
-
-
-def first_call_samples(n: int) -> list[Sample]:
-    """Samples cut after their first assistant turn that calls functions (English only), each
-    calling a different function (near-identical prompts would be a test of the tiny model's
-    copying, not of the recipe)."""
-    out, names = [], set()
-    for line in Path(SAMPLES_JSONL).read_text(encoding="utf-8").splitlines():
-        s = Sample.from_dict(json.loads(line))
-        turn = next(i for i, m in enumerate(s.messages) if m.role == "assistant")
-        calls = s.messages[turn].tool_calls
-        if s.lang == "en" and calls and calls[0].name not in names:
-            names.add(calls[0].name)
-            out.append(s.derive("test_first_call", messages=s.messages[: turn + 1]))
-        if len(out) == n:
-            return out
-    raise AssertionError("not enough call samples in the sample data")
 
 
 def write_tokenized(samples, tokenizer, fmt, path) -> None:
