@@ -41,6 +41,16 @@ class Completion:
     usage: dict[str, int]  # prompt_tokens, completion_tokens (zeros for cache hits)
     cached: bool = False
     finish_reason: str | None = None
+    # OpenAI function-calling answers: [{"id", "type": "function", "function": {"name",
+    # "arguments": JSON text}}] exactly as the endpoint sent them (None when it sent none).
+    tool_calls: list[dict] | None = None
+
+    def message(self) -> dict:
+        """The assistant message as the OpenAI wire format has it (for the next request)."""
+        out: dict = {"role": "assistant", "content": self.text or None}
+        if self.tool_calls:
+            out["tool_calls"] = self.tool_calls
+        return out
 
 
 @dataclass
@@ -165,7 +175,9 @@ class LLMClient:
 
     # -- the API ---------------------------------------------------------------------------
     async def chat(self, messages: list[dict], **params: Any) -> Completion:
-        """One chat completion (cached, de-duplicated, rate limited, retried)."""
+        """One chat completion (cached, de-duplicated, rate limited, retried). Extra `params`
+        go to the endpoint as they are (`tools=[...]`, `tool_choice=...`, `seed=...`) and
+        are part of the cache key; the answer's `tool_calls` come back on the Completion."""
         params = self.request_params(params)
         key = cache_key(self.config.model, messages, params)
         if self.cache is not None:
@@ -173,11 +185,13 @@ class LLMClient:
             if entry is not None:
                 self._count("cache_hits")
                 return Completion(entry["text"], {"prompt_tokens": 0, "completion_tokens": 0},
-                                  cached=True, finish_reason=entry.get("finish_reason"))
+                                  cached=True, finish_reason=entry.get("finish_reason"),
+                                  tool_calls=entry.get("tool_calls"))
         if key in self._inflight:  # the same request is on its way: share its answer
             completion = await asyncio.shield(self._inflight[key])
             return Completion(completion.text, {"prompt_tokens": 0, "completion_tokens": 0},
-                              cached=True, finish_reason=completion.finish_reason)
+                              cached=True, finish_reason=completion.finish_reason,
+                              tool_calls=completion.tool_calls)
         future = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -185,6 +199,8 @@ class LLMClient:
             if self.cache is not None:
                 entry = {"text": completion.text, "finish_reason": completion.finish_reason,
                          "usage": completion.usage, "model": self.config.model, "created": time.time()}
+                if completion.tool_calls:
+                    entry["tool_calls"] = completion.tool_calls
                 await self._in_io_thread(self.cache.put, key, entry)
             future.set_result(completion)
             return completion
@@ -236,6 +252,8 @@ class LLMClient:
         pools = self._pools()
         assert self._semaphore is not None
         booked = estimate_tokens(messages) + int(params.get("max_tokens") or 0)
+        if params.get("tools"):
+            booked += len(json.dumps(params["tools"])) // 4
         last = ""
         for attempt in range(self.config.max_retries + 1):
             wait = self._pause_until - time.monotonic()
@@ -334,8 +352,13 @@ def completion_from_body(body: dict) -> Completion:
     TypeError on a body of the wrong shape: classified as malformed and retried)."""
     choice = body["choices"][0]
     usage = body.get("usage") or {}
+    message = choice.get("message") or {}
+    tool_calls = message.get("tool_calls") or None
+    if tool_calls is not None and not isinstance(tool_calls, list):
+        raise TypeError("tool_calls is not a list")
     return Completion(
-        text=(choice.get("message") or {}).get("content") or "",
+        text=message.get("content") or "",
+        tool_calls=tool_calls,
         usage={
             "prompt_tokens": int(usage.get("prompt_tokens") or 0),
             "completion_tokens": int(usage.get("completion_tokens") or 0),

@@ -29,7 +29,10 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-Responder = Callable[[dict], str]
+# A responder gets the request body and returns the assistant's text, or a message dict
+# {"content": str | None, "tool_calls": [{"name": ..., "arguments": dict | JSON text}, ...]}
+# for a function-calling answer (ids and the OpenAI wire shape are filled in by the server).
+Responder = Callable[[dict], Any]
 
 STATS_PATH = "/_raypipe/stats"
 
@@ -118,6 +121,23 @@ def request_key(body: dict) -> str:
 
 def count_tokens(text: str) -> int:
     return max(1, len(text) // 4)
+
+
+def answer_message(answer: Any, key: str) -> dict:
+    """The OpenAI assistant message for a responder's answer (text or message dict)."""
+    if isinstance(answer, str):
+        return {"role": "assistant", "content": answer}
+    calls = []
+    for i, call in enumerate(answer.get("tool_calls") or []):
+        arguments = call.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        calls.append({"id": call.get("id") or f"call_{key[:8]}_{i}", "type": "function",
+                      "function": {"name": call["name"], "arguments": arguments}})
+    message: dict = {"role": "assistant", "content": answer.get("content")}
+    if calls:
+        message["tool_calls"] = calls
+    return message
 
 
 def echo_responder(body: dict) -> str:
@@ -219,10 +239,11 @@ class _App:
         prompt_text = "".join(str(m.get("content") or "") for m in body.get("messages", []))
         prompt_tokens = count_tokens(prompt_text)
         try:
-            text = self.responder(body)
+            message = answer_message(self.responder(body), key)
         except ResponderError as exc:
             return self._error(exc.status, exc.message)
-        completion_tokens = count_tokens(text)
+        text = message["content"] or ""
+        completion_tokens = count_tokens(text + json.dumps(message.get("tool_calls") or ""))
         # Limits are checked on arrival, as real endpoints do (tokens: prompt + completion).
         if self.rpm is not None:
             wait = self.rpm.take(1)
@@ -290,8 +311,8 @@ class _App:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": "stop",
+                            "message": message,
+                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                         }
                     ],
                     "usage": {

@@ -206,3 +206,29 @@ def test_server_process_mode_and_stats_over_http():
         run(LLMClient(config(srv)).chat([{"role": "user", "content": "p"}]))
         stats = srv.stats
         assert stats.requests == 1 and stats.ok == 1 and json.dumps(stats.to_json())
+
+
+def test_function_calling_answers_come_back_as_tool_calls_and_are_cached(tmp_path):
+    """`tools=` reaches the endpoint, the answer's tool_calls come back in the OpenAI wire
+    shape (string arguments), and a cache hit returns the same calls without a request."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    seen = []
+
+    def responder(body):
+        seen.append(body.get("tools"))
+        return {"content": None, "tool_calls": [{"name": "get_weather", "arguments": {"city": "Taipei"}}]}
+
+    with MockLLMServer(responder=responder) as srv:
+        client = LLMClient(config(srv, cache_dir=str(tmp_path / "cache")))
+        first = run(ask(client, "weather?", tools=tools))
+        again = run(ask(client, "weather?", tools=tools))
+        assert seen == [tools] and srv.stats.requests == 1
+    for completion in (first, again):
+        assert completion.finish_reason == "tool_calls" and completion.text == ""
+        (call,) = completion.tool_calls
+        assert call["type"] == "function" and call["id"]
+        assert call["function"]["name"] == "get_weather"
+        assert json.loads(call["function"]["arguments"]) == {"city": "Taipei"}
+    assert again.cached and not first.cached
+    assert first.message() == {"role": "assistant", "content": None, "tool_calls": first.tool_calls}
