@@ -44,6 +44,7 @@ from raypipe.io import fs
 MANIFEST = "_manifest.json"
 COMMITS = "_commits"
 IDS = "_ids"
+SPEND = "_spend"  # what workers spent on LLM requests (raypipe.llm.spend)
 DATA, REJECTS = "data", "rejects"
 LAYOUT_VERSION = 1
 
@@ -145,6 +146,51 @@ class DatasetWriter:
                       json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
         sweep(self.out, self.generation, {p for r in records for p in _files_of(r)})
         return manifest
+
+    def retract_rejects(self, keep_reason_prefix: str = "duplicate id") -> int:
+        """Un-settle the rejected rows of this generation (`--retry-rejects`): each commit
+        with rejects is rewritten without them (new files, then the record, atomically), so
+        those rows are pending again. Rejects whose reason starts with `keep_reason_prefix`
+        stay. Returns how many rows were retracted; idempotent after a crash."""
+        import pyarrow.parquet as pq
+
+        retracted = 0
+        for record in self.records():
+            if not record.get(REJECTS) or not record.get(IDS):
+                continue
+            filesystem, inner = fs.resolve(fs.join(self.out, record[REJECTS]))
+            rejects = pq.read_table(inner, filesystem=filesystem)
+            keep_mask = [r.startswith(keep_reason_prefix) for r in rejects.column("reason").to_pylist()]
+            retry_ids = {i for i, keep in zip(rejects.column("id").to_pylist(), keep_mask) if not keep}
+            if not retry_ids:
+                continue
+            filesystem, inner = fs.resolve(fs.join(self.out, record[IDS]))
+            ids = [i for i in pq.read_table(inner, filesystem=filesystem).column("id").to_pylist()
+                   if i not in retry_ids]
+            kept = rejects.filter(keep_mask)
+            retracted += rejects.num_rows - kept.num_rows
+            reasons = {}
+            for reason in kept.column("reason").to_pylist():
+                kind = reason.split(":", 1)[0].strip()
+                reasons[kind] = reasons.get(kind, 0) + 1
+            counts = {k: v for k, v in record.items() if k not in (
+                "name", "generation", DATA, REJECTS, IDS, "rows", "rejected", "settled", "written_at")}
+            counts["reasons"] = reasons
+            # A new name for the rewritten files: the old ones stay valid until the new record.
+            suffix = f"{record['name']}~{secrets.token_hex(3)}"
+            rel_ids = self.file_path(IDS, suffix)
+            import pyarrow as pa
+
+            _write_parquet(pa.table({"id": pa.array(ids, pa.string())}), fs.join(self.out, rel_ids))
+            rel_rej = None
+            if kept.num_rows:
+                rel_rej = self.file_path(REJECTS, suffix)
+                _write_parquet(kept, fs.join(self.out, rel_rej))
+            new = {**record, REJECTS: rel_rej, IDS: rel_ids, "rejected": kept.num_rows,
+                   "settled": len(ids), "written_at": _now(), **counts}
+            write_atomic(fs.join(self.out, COMMITS, f"{self.generation}-{record['name']}.json"),
+                         json.dumps(new, ensure_ascii=False, default=str))
+        return retracted
 
     # -- workers ----------------------------------------------------------------------------
     def file_path(self, kind: str, name: str, ext: str = ".parquet") -> str:
@@ -250,7 +296,7 @@ def read_manifest(out: str) -> dict[str, Any] | None:
         raise RaypipeError(f"{path}: damaged manifest (not JSON); re-run the step that writes {out}") from None
 
 
-def _list(out: str, sub: str) -> list[str]:
+def list_names(out: str, sub: str) -> list[str]:
     """Names of the files in `out/sub` (empty when the folder does not exist)."""
     from pyarrow import fs as pafs
 
@@ -262,7 +308,7 @@ def _list(out: str, sub: str) -> list[str]:
 
 
 def newest_generation(out: str) -> str | None:
-    gens = {n.split("-", 1)[0] for n in _list(out, COMMITS) if n.endswith(".json")}
+    gens = {n.split("-", 1)[0] for n in list_names(out, COMMITS) if n.endswith(".json")}
     return max(gens) if gens else None
 
 
@@ -271,7 +317,7 @@ def read_records(out: str, generation: str, names: Iterable[str] | None = None) 
     from concurrent.futures import ThreadPoolExecutor
 
     prefix = f"{generation}-"
-    files = [n for n in _list(out, COMMITS) if n.startswith(prefix) and n.endswith(".json")]
+    files = [n for n in list_names(out, COMMITS) if n.startswith(prefix) and n.endswith(".json")]
     if names is not None:
         wanted = {f"{prefix}{n}.json" for n in names}
         files = [n for n in files if n in wanted]
@@ -313,8 +359,8 @@ def sweep(out: str, generation: str, keep: set[str]) -> int:
     user's own and stay. Only the lease holder calls this, after its workers have stopped."""
     filesystem, _ = fs.resolve(out)
     removed = 0
-    for sub in (DATA, REJECTS, IDS, COMMITS):
-        for name in _list(out, sub):
+    for sub in (DATA, REJECTS, IDS, COMMITS, SPEND):
+        for name in list_names(out, sub):
             rel = f"{sub}/{name}"
             if name.startswith("part-") and sub in (DATA, REJECTS):
                 stale = True
@@ -322,7 +368,7 @@ def sweep(out: str, generation: str, keep: set[str]) -> int:
                 continue
             else:
                 stale = (".tmp-" in name or not name.startswith(f"{generation}-")
-                         or (sub != COMMITS and rel not in keep))
+                         or (sub not in (COMMITS, SPEND) and rel not in keep))
             if stale:
                 filesystem.delete_file(fs.resolve(fs.join(out, rel))[1])
                 removed += 1
@@ -358,7 +404,7 @@ def open_dataset(path: str) -> DatasetView:
     if manifest is not None:
         gen = manifest["generation"]
         known = set(manifest.get("records", []))
-        extra_names = [n[len(gen) + 1:-5] for n in _list(path, COMMITS)
+        extra_names = [n[len(gen) + 1:-5] for n in list_names(path, COMMITS)
                        if n.startswith(f"{gen}-") and n.endswith(".json") and n[len(gen) + 1:-5] not in known]
         extra = read_records(path, gen, extra_names) if extra_names else []
         data = list(manifest["files"][DATA]) + [r[DATA] for r in extra if r.get(DATA)]
@@ -436,3 +482,27 @@ def _managed_roots(given: str) -> list[str]:
 def settled_ids_files(path: str, generation: str) -> list[str]:
     """The `_ids` files of a generation's commits (the resume key of a resumable stage)."""
     return [fs.join(path, r[IDS]) for r in read_records(path, generation) if r.get(IDS)]
+
+
+def read_committed(path: str, kind: str = DATA, *, allow_incomplete: bool = True):
+    """The committed rows of one kind (data or rejects) as one Arrow table (None if there are
+    none), in commit-name order. For reports and tests; stages read through Ray Data."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    view = open_dataset(path)
+    if not allow_incomplete:
+        view.require_complete()
+    tables = []
+    for p in (view.data if kind == DATA else view.rejects):
+        filesystem, inner = fs.resolve(p)
+        if p.endswith(".parquet"):
+            tables.append(pq.read_table(inner, filesystem=filesystem))
+        else:
+            import pyarrow.json as pj
+
+            with filesystem.open_input_stream(inner) as f:
+                tables.append(pj.read_json(f))
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="default")
