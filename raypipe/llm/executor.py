@@ -96,7 +96,7 @@ def _summary(stage: LLMStage, llm, writer, progress: "Progress", started: float)
         "duplicates": totals.get("duplicates", 0), "pending": rows_in - totals["settled"],
         "rows_out": totals["rows"], "reject_reasons": totals["reasons"], **spend,
         "price_per_mtok": asdict(llm.price()), "this_run": progress.totals(),
-        "elapsed_s": round(time.monotonic() - started, 3),
+        "elapsed_s": round(time.monotonic() - started, 3), **stage.summary_extra(),
     }
 
 
@@ -138,7 +138,7 @@ def _run_ray(stage, llm, worker_kwargs: dict, ids_files: list[str], progress: "P
 
     from raypipe.llm.triage import Triage, load_done
 
-    ds = stage.source(allow_incomplete=allow_incomplete)
+    ds = stage.source(use_ray=True, allow_incomplete=allow_incomplete)
     if isinstance(ds, (list, tuple)):
         ds = ray.data.from_items(list(ds))
     done = ray.remote(num_cpus=0)(load_done).remote(ids_files) if ids_files else None
@@ -174,7 +174,7 @@ def _run_local(stage, worker_kwargs: dict, ids_files: list[str], progress: "Prog
 
     from raypipe.llm.triage import Triage, load_done
 
-    rows = stage.source(allow_incomplete=allow_incomplete)
+    rows = stage.source(use_ray=False, allow_incomplete=allow_incomplete)
     if not isinstance(rows, (list, tuple)):
         rows = [dict(r) for r in rows.iter_rows()]
     llm = stage.llm()
@@ -207,10 +207,23 @@ def _run_local(stage, worker_kwargs: dict, ids_files: list[str], progress: "Prog
 def _dry_run(stage: LLMStage, llm, log, allow_incomplete: bool) -> dict[str, Any]:
     from raypipe.llm.dryrun import dry_run_report
 
-    rows = stage.source(allow_incomplete=allow_incomplete)
+    rows = stage.source(use_ray=_use_ray("auto"), allow_incomplete=allow_incomplete)
     rows = rows if isinstance(rows, (list, tuple)) else rows.iter_rows()
-    requests = ({"messages": m} for row in rows for m in stage.requests(dict(row)))
-    report = dry_run_report(requests, llm=llm, stage=stage.name, build_messages=lambda r: r["messages"], log=log)
+    from raypipe.llm.errors import RowError
+
+    def explode():
+        for row in rows:
+            try:
+                yield from ({"messages": m} for m in stage.requests(dict(row)))
+            except (RowError, KeyError, ValueError, TypeError):
+                yield {"messages": None}  # counted as a build error: this row cannot be asked
+
+    def build(request):
+        if request["messages"] is None:
+            raise ValueError("the row cannot be asked")
+        return request["messages"]
+
+    report = dry_run_report(explode(), llm=llm, stage=stage.name, build_messages=build, log=log)
     report["note"] = "first attempts only; re-asks after a rejected answer come on top"
     return report
 

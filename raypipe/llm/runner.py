@@ -39,7 +39,7 @@ class FunctionStage(LLMStage):
     def output_schema(self):
         return self._schema
 
-    def source(self, *, allow_incomplete: bool = False):
+    def source(self, *, use_ray: bool = True, allow_incomplete: bool = False):
         return self._rows
 
     def inputs(self) -> list[str]:

@@ -24,6 +24,7 @@ A stage instance holds plain data only (its config): it is pickled to the worker
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from raypipe.llm.config import LLMConfig
@@ -32,7 +33,11 @@ from raypipe.llm.config import LLMConfig
 class LLMStage:
     name: str = ""  # the stage's name in rejects, summaries and progress lines
     reads: tuple[str, ...] = ("id",)  # input columns it needs; a missing one stops the run
-    generative: bool = False  # samples new content: per-row seeds, temperature > 0 by default
+    # Declared by stages that are also commands and job steps (raypipe/stages/ is scanned):
+    command: tuple[str, ...] = ()  # e.g. ("synth", "reasoning") -> `raypipe synth reasoning`
+    step: str = ""  # job step kind, e.g. "synth_reasoning"
+    help: str = ""
+    config_class: type | None = None  # a dataclass with `inputs`, `out`, `llm` and RunOptions
 
     def __init__(self, config: Any):
         self.config = config
@@ -58,11 +63,18 @@ class LLMStage:
 
         return arrow_schema()
 
-    def source(self, *, allow_incomplete: bool = False):
-        """The input rows as a Ray Dataset (driver side; nothing is read until it runs)."""
-        from raypipe.io import read_samples
+    def source(self, *, use_ray: bool = True, allow_incomplete: bool = False):
+        """The input rows: a Ray Dataset under Ray (nothing is read until it runs), else a
+        list of row dicts."""
+        from raypipe.io import iter_samples, read_samples
 
-        return read_samples(self.config.inputs, allow_incomplete=allow_incomplete)
+        if use_ray:
+            return read_samples(self.config.inputs, allow_incomplete=allow_incomplete)
+        return [s.to_row() for s in iter_samples(self.config.inputs, allow_incomplete=allow_incomplete)]
+
+    def summary_extra(self) -> dict[str, Any]:
+        """Stage-specific facts for summary.json (settings that shaped the output)."""
+        return {}
 
     def inputs(self) -> list[str]:
         """Paths the stage reads (an output among them is refused before anything runs)."""
@@ -88,3 +100,15 @@ class LLMStage:
         except (KeyError, ValueError, TypeError) as exc:
             raise RowError(f"build error: {type(exc).__name__}: {exc}") from None
         return await client.ask(messages, lambda completion: self.parse(row, completion))
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """How a stage run behaves; every stage config inherits these (job key = CLI flag)."""
+
+    dry_run: bool = field(default=False, metadata={
+        "help": "render every request; print request count, tokens and cost; call nothing"})
+    retry_rejects: bool = field(default=False, metadata={
+        "help": "try the rows rejected by earlier runs again (they are pending until they finish)"})
+    allow_incomplete: bool = field(default=False, metadata={
+        "help": "read inputs whose run did not finish (their committed rows only)"})
