@@ -76,14 +76,7 @@ def add_config_arguments(parser, cls: type, *, positional: str | None = "inputs"
             parser.add_argument("--out", required=True, default=quiet,
                                 help=helptext or "output dataset folder (local or URI)")
         elif f.name == llm_field and dataclasses.is_dataclass(tp):
-            group = parser.add_argument_group("LLM endpoint (any OpenAI-compatible API)")
-            llm_defaults = tp()
-            llm_hints = typing.get_type_hints(tp)
-            for name, llm_flag in LLM_FLAGS.items():
-                sub_tp, _ = _scalar(llm_hints[name])
-                group.add_argument(llm_flag, dest=f"{llm_field}.{name}", type=sub_tp, default=quiet,
-                                   metavar=llm_flag[2:].replace("-", "_").upper(),
-                                   help=_with_default(LLM_HELP.get(name), getattr(llm_defaults, name)))
+            add_llm_arguments(parser, llm_field)
         elif tp is bool:
             on = bool(default) if default is not dataclasses.MISSING else False
             if not meta.get("flag"):
@@ -102,6 +95,24 @@ def add_config_arguments(parser, cls: type, *, positional: str | None = "inputs"
         elif typing.get_origin(tp) is list:
             parser.add_argument(flag, dest=f.name, action="append", default=quiet, help=helptext)
         # other types (nested configs, mappings) are set in job files only
+
+
+def add_llm_arguments(parser, dest: str = "llm", required: tuple[str, ...] = ()) -> None:
+    """The LLM endpoint's flags, from `LLMConfig` (types and defaults), in one group."""
+    from raypipe.llm.config import LLMConfig
+
+    group = parser.add_argument_group("LLM endpoint (any OpenAI-compatible API)")
+    defaults, hints = LLMConfig(), typing.get_type_hints(LLMConfig)
+    for name, flag in LLM_FLAGS.items():
+        sub_tp, _ = _scalar(hints[name])
+        group.add_argument(flag, dest=f"{dest}.{name}", type=sub_tp, default=argparse.SUPPRESS,
+                           required=name in required, metavar=flag[2:].replace("-", "_").upper(),
+                           help=_with_default(LLM_HELP.get(name), getattr(defaults, name)))
+
+
+def llm_data(args, dest: str = "llm") -> dict[str, Any]:
+    """The LLM flags the user gave, as `LLMConfig` keys."""
+    return {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith(f"{dest}.")}
 
 
 def config_data(args, cls: type, *, llm_field: str = "llm") -> dict[str, Any]:

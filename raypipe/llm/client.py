@@ -162,7 +162,8 @@ class LLMClient:
         return os.environ.get(self.config.api_key_env)
 
     def request_params(self, params: dict) -> dict:
-        out = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        temperature = self.config.temperature if self.config.temperature is not None else 0.0
+        out = {"temperature": temperature, "max_tokens": self.config.max_tokens}
         if self.config.response_format:
             out["response_format"] = {"type": self.config.response_format}
         out.update(params)
