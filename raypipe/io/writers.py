@@ -213,11 +213,21 @@ def _iter_rejects(rejects: Any) -> Iterable[dict]:
 
 def _commit_dataset(ds, writer: DatasetWriter, kind: str, shard_rows: int, order_column: str | None) -> int:
     """Each batch is committed by the worker that made it; the driver only adds up counts."""
+    import ray.data
+
     rows = 0
-    out = ds.map_batches(_commit_batch, fn_kwargs={"writer": writer, "kind": kind, "order_column": order_column},
-                         batch_size=shard_rows, batch_format="pyarrow")
-    for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-        rows += sum(batch.column("rows").to_pylist())
+    options = ray.data.DataContext.get_current().execution_options
+    saved = options.preserve_order
+    if order_column is not None:  # batches of adjacent rows, so each shard is one run of the order
+        options.preserve_order = True
+    try:
+        out = ds.map_batches(_commit_batch, fn_kwargs={"writer": writer, "kind": kind,
+                                                       "order_column": order_column},
+                             batch_size=shard_rows, batch_format="pyarrow")
+        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
+            rows += sum(batch.column("rows").to_pylist())
+    finally:
+        options.preserve_order = saved
     return rows
 
 
@@ -232,8 +242,8 @@ def batch_name(table, order_column: str | None = None) -> str:
     digest = hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()[:20]
     if order_column is None:
         return f"b{digest}"
-    first = min(table.column(order_column).to_pylist())
-    return f"o{int(first):012d}-{digest}"
+    first = min(table.column(order_column).to_pylist()) + 2**63  # int64 keys, sortable as text
+    return f"o{int(first):020d}-{digest}"
 
 
 def _commit_batch(batch, writer: DatasetWriter, kind: str, order_column: str | None):
