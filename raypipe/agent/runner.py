@@ -206,17 +206,28 @@ class EpisodeProgram:
 
 
 def _run_on_engine(cfg: EvalAgentConfig, todo: list[dict], log) -> None:
-    """The engine wiring (the one function to port when the engine changes)."""
-    from raypipe.llm import run_llm_program
+    """The engine wiring (the one function to port when the engine changes). Episode files are
+    the resume state: every episode without one is in `todo`, so the engine re-tries rows it
+    rejected or left pending before: the engine's own record of the last attempt (its output
+    rows are only small receipts of the episode files) is cleared first, so that the two never
+    disagree. Rows left pending by transient failures are reported and the summary is still
+    written for the finished episodes."""
+    import shutil
 
-    # A fresh engine directory per attempt: episode files are the resume state, so an episode
-    # the engine rejected (endpoint errors) is retried by the next run instead of skipped.
-    attempt = Path(cfg.out) / "engine" / time.strftime("%Y%m%d-%H%M%S")
-    summary = run_llm_program(todo, llm=cfg.agent, program=EpisodeProgram(cfg), out_dir=str(attempt),
-                              stage="agent_episodes", executor=cfg.executor, log=log)
+    from raypipe.llm import run_llm_program
+    from raypipe.llm.executor import PendingRowsError
+
+    engine_dir = Path(cfg.out) / "engine"
+    shutil.rmtree(engine_dir, ignore_errors=True)
+    try:
+        summary = run_llm_program(todo, llm=cfg.agent, program=EpisodeProgram(cfg), out_dir=str(engine_dir),
+                                  stage="agent_episodes", executor=cfg.executor, log=log)
+    except PendingRowsError as exc:
+        log(f"[eval agent] {exc}")
+        return
     if summary.get("rejected"):
-        log(f"[eval agent] {summary['rejected']} episode(s) failed on transport errors (see {attempt}/rejects); "
-            "re-run to retry them")
+        log(f"[eval agent] {summary['rejected']} episode(s) rejected (see {cfg.out}/engine rejects); "
+            "re-run to try them again")
 
 
 # -- local model ---------------------------------------------------------------------------------
