@@ -109,6 +109,8 @@ def plot_passk(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    most = max((len(s["pass_hat_k"]) for _, s in runs), default=1)
+    ax.set_xticks(range(1, most + 1))
     for name, summary in runs:
         points = [(int(k), v) for k, v in summary["pass_hat_k"].items() if v is not None]
         if points:
@@ -127,3 +129,13 @@ def plot_passk(runs: list[tuple[str, dict]], path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def write_passk_report(runs: list[tuple[str, dict]], out_dir: str | Path) -> Path:
+    """`raypipe report`'s agent section: a pass^k table per run appended to report.md, and the
+    pass^k curves of all runs in passk.png."""
+    out = Path(out_dir)
+    sections = ["", "## Agent episodes (pass^k)", ""] + [markdown_summary(s, name) + "\n" for name, s in runs]
+    with (out / "report.md").open("a", encoding="utf-8") as f:
+        f.write("\n".join(sections))
+    return plot_passk(runs, out / "passk.png")

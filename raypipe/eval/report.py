@@ -35,8 +35,9 @@ def collect_run(run_dir: str | Path, name: str | None = None) -> dict[str, Any]:
     bfcl = _load(run_dir / "REPORT.json")
     mtbench = _load(run_dir / "MTBENCH.json")
     meta = _load(run_dir / "run.json") or {}
-    if bfcl is None and mtbench is None:
-        raise RaypipeError(f"{run_dir}: holds neither REPORT.json nor MTBENCH.json")
+    agent = _load(run_dir / "AGENT.json")  # `raypipe eval agent run` (pass^k)
+    if bfcl is None and mtbench is None and agent is None:
+        raise RaypipeError(f"{run_dir}: holds none of REPORT.json, MTBENCH.json, AGENT.json")
     categories = {}
     for cat, c in ((bfcl or {}).get("categories") or {}).items():
         categories[cat] = {"accuracy": c.get("accuracy"), "correct": c.get("correct"),
@@ -53,6 +54,7 @@ def collect_run(run_dir: str | Path, name: str | None = None) -> dict[str, Any]:
         "relevance_detection_strict": _strict(bfcl),
         "mt_bench": (mtbench or {}).get("score"),
         "categories": categories,
+        "agent": agent,
     }
 
 
@@ -181,5 +183,9 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, names: list[st
                                      encoding="utf-8")
     (out / "report.md").write_text(markdown_table(runs) + "\n", encoding="utf-8")
     plot_runs(runs, out / "report.png")
+    if any(r["agent"] for r in runs):
+        from raypipe.agent.records import write_passk_report
+
+        write_passk_report([(r["name"], r["agent"]) for r in runs if r["agent"]], out)
     return {"runs": len(runs), "json": str(out / "report.json"), "markdown": str(out / "report.md"),
             "png": str(out / "report.png")}

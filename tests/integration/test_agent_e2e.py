@@ -99,6 +99,12 @@ def test_gold_following_agent_scores_1_and_talking_agent_0(local_ray, retail, tm
     assert bad["avg_reward"] == 0.0 and bad["pass_hat_k"] == {"1": 0.0, "2": 0.0, "3": 0.0}
     assert bad["part_pass_rate"]["DB"] == 0.0
 
+    # `raypipe report` draws the pass^k curves and tables of both runs
+    assert main(["report", str(tmp_path / "good"), str(tmp_path / "bad"), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "## Agent episodes (pass^k)" in report and "| 3 | 1.0000 |" in report and "| 3 | 0.0000 |" in report
+    assert (tmp_path / "report" / "passk.png").stat().st_size > 1000
+
 
 def test_rerun_resumes_per_task_and_trial(local_ray, retail, tmp_path):
     with MockLLMServer(responder=make_responder(retail, agent_follows_gold=True)) as srv:
