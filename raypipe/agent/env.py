@@ -10,6 +10,7 @@ benchmark (hidden checks compare them with the benchmark's own code):
 - only whitelisted names are dispatched; another name answers ``Error: Tool 'x' not found.``;
 - the arguments are passed as keyword arguments to the toolkit's method, so a missing or
   unexpected argument answers with Python's own message for that call;
+- arguments longer than `MAX_ARGUMENT_CHARS` as JSON are refused (raypipe's only addition);
 - any exception a tool raises becomes the answer ``Error: {exception}`` (error=True), never a
   crash; the state changes a tool made before raising stay, as in the benchmark;
 - a result is serialised as the benchmark does: text as it is, anything else as
@@ -27,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 TOOL_NOT_FOUND = "Tool '{name}' not found."
+# Model output is hostile: a call whose arguments are this long is refused before any tool runs
+# (the retail tools count list items quadratically). Gold actions are far below it.
+MAX_ARGUMENT_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class Environment:
             return ToolResult(str(name), "Error: " + TOOL_NOT_FOUND.format(name=name), True)
         if not isinstance(arguments, dict):
             return ToolResult(name, f"Error: arguments must be a JSON object, got {type(arguments).__name__}", True)
+        size = len(json.dumps(arguments, default=str))
+        if size > MAX_ARGUMENT_CHARS:
+            return ToolResult(name, f"Error: arguments too large ({size} characters; at most {MAX_ARGUMENT_CHARS})", True)
         method = getattr(self.toolkit, name)
         try:
             result = method(**arguments)

@@ -90,6 +90,9 @@ def test_dispatch_errors_are_answers(env):
         "'address1', 'address2', 'city', 'state', 'country', and 'zip'")
     assert err(env, "get_order_details", order_id=["#W1"]) == "Error: unhashable type: 'list'"
     assert env.call("get_order_details", ["#W1"]).error
+    huge = env.call("return_delivered_order_items", {"order_id": "#W2", "item_ids": ["2000000002"] * 5000,
+                                                     "payment_method_id": "gift_card_1"})
+    assert huge.error and huge.content.startswith("Error: arguments too large")
 
 
 def test_cancel(env):
