@@ -204,3 +204,19 @@ def test_summary_pass_hat_k_and_missing():
     table = markdown_summary(s)
     assert "| 3 | 0.5000 |" in table and "re-run" in table
     json.dumps(s)
+
+
+def test_job_step_config_is_typed_and_checked():
+    from raypipe.agent.runner import EvalAgentConfig
+    from raypipe.config import ConfigError, load_config
+    from raypipe.llm import LLMConfig
+    from raypipe.registry import all_steps
+
+    assert all_steps()["eval_agent"].config is EvalAgentConfig
+    cfg = load_config(EvalAgentConfig, {"domain": "d", "out": "o", "agent": {"model": "m"},
+                                        "user": {"model": "u", "cache_dir": "c"}, "trials": 3})
+    assert isinstance(cfg.agent, LLMConfig) and cfg.judge is cfg.user and cfg.trials == 3
+    with pytest.raises(ConfigError, match="user.modle"):
+        load_config(EvalAgentConfig, {"domain": "d", "out": "o", "agent": {"model": "m"}, "user": {"modle": "u"}})
+    with pytest.raises((ConfigError, ValueError), match="exactly one of agent"):
+        load_config(EvalAgentConfig, {"domain": "d", "out": "o", "user": {"model": "u"}})
