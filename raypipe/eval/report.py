@@ -37,7 +37,7 @@ def collect_run(run_dir: str | Path, name: str | None = None) -> dict[str, Any]:
     meta = _load(run_dir / "run.json") or {}
     agent = _load(run_dir / "AGENT.json")  # `raypipe eval agent run` (pass^k)
     if bfcl is None and mtbench is None and agent is None:
-        raise RaypipeError(f"{run_dir}: holds none of REPORT.json, MTBENCH.json, AGENT.json")
+        raise RaypipeError(f"{run_dir}: holds neither REPORT.json nor MTBENCH.json (nor AGENT.json)")
     categories = {}
     for cat, c in ((bfcl or {}).get("categories") or {}).items():
         categories[cat] = {"accuracy": c.get("accuracy"), "correct": c.get("correct"),
