@@ -65,8 +65,10 @@ _COMPARE = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
 }
-BUILTINS = {"abs": abs, "bool": bool, "divmod": divmod, "float": float, "int": int, "len": len,
-            "max": max, "min": min, "pow": pow, "round": round, "str": str, "sum": sum}
+BUILTINS = {"abs": abs, "all": all, "any": any, "bin": bin, "bool": bool, "chr": chr, "divmod": divmod,
+            "float": float, "hex": hex, "int": int, "len": len, "list": list, "max": max, "min": min,
+            "oct": oct, "ord": ord, "pow": pow, "round": round, "set": set, "sorted": sorted, "str": str,
+            "sum": sum, "tuple": tuple}
 # printf-style conversions: a width or precision of 7+ digits, or `*`, could ask for gigabytes
 # of padding.
 _WIDE_FORMAT = re.compile(r"%[#0 +\-]*(\*|\d{7,})|%[#0 +\-]*\d*\.(\*|\d{7,})")
