@@ -115,8 +115,9 @@ def _mean_part(names, categories: dict[str, dict], formula: str) -> dict | None:
         return None
     a = 1 / len(present)
     terms = [(a, categories[c]["correct"], categories[c]["total"]) for c in present]
+    ci95 = categories[present[0]]["ci95"] if len(present) == 1 else linear_interval(terms)
     return {"accuracy": sum(categories[c]["accuracy"] for c in present) / len(present),
-            "ci95": linear_interval(terms), "categories": present,
+            "ci95": ci95, "categories": present,
             "missing": [c for c in names if c not in categories], "formula": formula, "terms": terms}
 
 

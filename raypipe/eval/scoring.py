@@ -294,7 +294,7 @@ def _too_deep_row(path: Path, number: int, line: str) -> dict:
             "result": UnreadableResult("nested deeper than Python's JSON reader allows")}
 
 
-def score_result_files(data_dir, lang: str, results_dir, decoder: str, underscore_to_dot: bool = False,
+def score_result_files(data_dir, lang: str | None, results_dir, decoder: str, underscore_to_dot: bool = False,
                        subset: bool = False, rules: str | None = None) -> dict:
     """Score every result file of `results_dir` against the benchmark items in `data_dir`.
 
@@ -302,7 +302,8 @@ def score_result_files(data_dir, lang: str, results_dir, decoder: str, underscor
     with its own question files. Every id of a category must have a result, and no result may
     have an id outside the benchmark. `subset=True` scores only the items the files hold (a run
     on a slice); extra ids stay an error and the report counts the ids left out. `rules` (v1 or
-    upstream) overrides the default of each version (v1 for V1 data, upstream for V3/V4).
+    upstream) overrides the default of each version (v1 for V1 data, upstream for V3/V4). `lang`
+    (en or zhtw) is required for V1 data; V3/V4 data is read in English unless given.
     """
     from raypipe.eval.bfcl_data import load_bfcl
 
@@ -313,7 +314,10 @@ def score_result_files(data_dir, lang: str, results_dir, decoder: str, underscor
         if version not in found:
             continue
         files = found[version]
-        items = load_bfcl(data_dir, lang, categories=[c for c in KINDS[version] if c in files],
+        if version == "v1" and lang is None:
+            raise RaypipeError(f"{results_dir} holds V1 / zh-TW result files: give the question language "
+                               "(--lang en or --lang zhtw)")
+        items = load_bfcl(data_dir, lang or "en", categories=[c for c in KINDS[version] if c in files],
                           version=version, rules=rules)
         if subset:
             present = {item_id for _, rows in files.values() for item_id in rows}
