@@ -35,9 +35,6 @@ from raypipe.eval.checker import check_ast, is_call_list, is_empty_output
 from raypipe.eval.decoders import DECODERS, DecodeError, decode, is_direct_answer
 from raypipe.eval.values import json_safe
 
-MAX_RAW_IN_REPORT = 20_000  # characters of a raw output kept in REPORT.json
-
-
 class UnreadableResult:
     """A result line whose JSON Python cannot read (nested deeper than its recursion limit):
     the item is scored as an output that does not decode, and the report says why."""
@@ -171,9 +168,7 @@ def score_suite(items: list[BfclItem], results: dict[str, Any], decoder: str,
 
 
 def _shown_raw(raw: Any) -> Any:
-    if isinstance(raw, str) and len(raw) > MAX_RAW_IN_REPORT:
-        return raw[:MAX_RAW_IN_REPORT] + f"... ({len(raw) - MAX_RAW_IN_REPORT} more characters)"
-    return json_safe(raw)
+    return json_safe(raw)  # long strings cut, huge ints and deep nesting shown as placeholders
 
 
 def assemble_report(suites: dict[str, dict], decoder: str, underscore_to_dot: bool,

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 MAX_SHOWN_DEPTH = 64
+MAX_SHOWN_CHARS = 20_000  # a longer string is cut in reports
 _BIG_INT_BITS = 14_000  # ~4,200 decimal digits: below Python's int-to-str limit
 
 
@@ -41,10 +42,14 @@ def _fallback(value: Any) -> str:
 def json_safe(value: Any, depth: int = 0) -> Any:
     """`value` as JSON can hold it: tuples and sets become lists; bytes, complex numbers,
     non-finite floats and other objects their repr; a dict key JSON has no form for its repr;
-    integers too long to write and parts nested deeper than 64 levels a placeholder text."""
+    integers too long to write and parts nested deeper than 64 levels a placeholder text; strings
+    longer than 20,000 characters are cut."""
     if depth > MAX_SHOWN_DEPTH:
         return "<nested too deeply to show>"
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        return value if len(value) <= MAX_SHOWN_CHARS else (
+            value[:MAX_SHOWN_CHARS] + f"... ({len(value) - MAX_SHOWN_CHARS} more characters)")
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return big_int_text(value) if value.bit_length() > _BIG_INT_BITS else value
