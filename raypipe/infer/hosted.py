@@ -101,27 +101,27 @@ async def _answer(row: dict, client) -> dict:
 
 def generate_hosted(items: list[Any], hosted: HostedConfig, out_dir: Path, log=print) -> tuple[dict[str, Any], dict]:
     """({item id: BFCL result} for every item, the engine's summary), asked through the engine
-    (resumable in `out_dir`).
+    (resumable in `out_dir`; rows an earlier run rejected are asked again).
 
-    The glue with the engine is this one function: rows in, `run_llm_program`, rows read back."""
+    The glue with the engine is this one function: rows in, `run_llm_program`, the committed
+    rows read back (`raypipe.io.dataset.read_committed`)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    from raypipe.io.dataset import read_committed
     from raypipe.llm import run_llm_program
 
     schema = pa.schema([("id", pa.string()), ("result", pa.string()), ("finish_reason", pa.string())])
     summary = run_llm_program(request_rows(items, hosted), llm=hosted.llm_config(), program=_answer,
-                              out_dir=str(out_dir), stage=STAGE, output_schema=schema, log=lambda m: log(m))
-    answers: dict[str, Any] = {}
-    for part in sorted((out_dir / "data").glob("*.parquet")):
-        for row in pq.read_table(part).to_pylist():
-            answers[row["id"]] = json.loads(row["result"])
+                              out_dir=str(out_dir), stage=STAGE, output_schema=schema, log=lambda m: log(m),
+                              retry_rejects=True)
+    table = read_committed(str(out_dir))
+    answers = {row["id"]: json.loads(row["result"]) for row in (table.to_pylist() if table is not None else [])}
     missing = [it.id for it in items if it.id not in answers]
     if missing:
         raise RaypipeError(
             f"{len(missing)} of {len(items)} BFCL items got no answer from {hosted.llm.get('base_url', 'the endpoint')} "
             f"(first: {missing[0]}; {summary.get('rejected', 0)} rejected, reasons {summary.get('reject_reasons')}); "
-            f"see {out_dir}/rejects. Nothing was scored; remove {out_dir} to ask them again (answers already "
-            "received come back from the request cache when llm.cache_dir is set)."
+            f"see the rejects of {out_dir}. Nothing was scored; re-run the same command to ask them again "
+            "(answered items are kept)."
         )
     return answers, summary
