@@ -102,7 +102,8 @@ def check_run_meta(out: Path, meta: dict[str, Any]) -> None:
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         keys = ("model", "adapter", "format", "lang", "version", "max_new_tokens", "temperature", "seed", "endpoint")
-        diff = [k for k in keys if old.get(k) != meta.get(k)]
+        # a key an older raypipe did not record (version, endpoint) cannot conflict
+        diff = [k for k in keys if (k in old or k in ("model", "format")) and old.get(k) != meta.get(k)]
         if diff:
             shown = ", ".join(f"{k}: {old.get(k)!r} -> {meta.get(k)!r}" for k in diff)
             raise RaypipeError(f"{out} holds a run with other settings ({shown}); use another --out")
