@@ -51,6 +51,12 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
         return _dry_run(stage, llm, log, allow_incomplete)
     use_ray = _use_ray(executor)
     started = time.monotonic()
+    fingerprint = stage.source_fingerprint()
+    finished = _finished_summary(out, fingerprint) if not retry_rejects else None
+    if finished is not None:
+        log(f"[{stage.name}] up to date: {out} ({finished['rows_in']} rows, all settled) over the "
+            "same inputs; nothing to do")
+        return {**finished, "up_to_date": True}
     with begin_write(out, stage.name, stage.inputs(), resumable=True) as writer:
         if retry_rejects:
             retried = writer.retract_rejects()
@@ -73,7 +79,8 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
             raise
         progress.final()
         summary = _summary(stage, llm, writer, progress, started)
-        writer.finalize(rows_in=summary["rows_in"], summary=summary)
+        writer.finalize(rows_in=summary["rows_in"], summary=summary,
+                        extra_manifest={"source_fingerprint": fingerprint})
     if summary["pending"]:
         kinds = ", ".join(f"{k.removeprefix('pending: ')} x{n}" for k, n in progress.pending_reasons().items())
         raise PendingRowsError(
@@ -81,6 +88,20 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
             f"transient failures ({kinds or 'see the log'}); re-run the same command to do them "
             f"(finished rows are kept: {out})", summary)
     return summary
+
+
+def _finished_summary(out: str, fingerprint: str | None) -> dict[str, Any] | None:
+    """The summary of a complete run over the same source, if `out` holds one."""
+    from raypipe.io import fs
+    from raypipe.io.dataset import open_dataset, read_manifest
+
+    if fingerprint is None or not fs.exists(out):
+        return None
+    manifest = read_manifest(out)
+    if (manifest is None or manifest.get("source_fingerprint") != fingerprint
+            or not open_dataset(out).complete):
+        return None
+    return json.loads(fs.read_text(fs.join(out, "summary.json")))
 
 
 def _summary(stage: LLMStage, llm, writer, progress: "Progress", started: float) -> dict[str, Any]:
