@@ -210,7 +210,7 @@ def test_job_step_config_is_typed_and_checked():
     from raypipe.agent.runner import EvalAgentConfig
     from raypipe.config import ConfigError, load_config
     from raypipe.llm import LLMConfig
-    from raypipe.registry import all_steps
+    from raypipe.commands import all_steps
 
     assert all_steps()["eval_agent"].config is EvalAgentConfig
     cfg = load_config(EvalAgentConfig, {"domain": "d", "out": "o", "agent": {"model": "m"},
