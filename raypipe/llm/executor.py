@@ -81,6 +81,12 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
         summary = _summary(stage, llm, writer, progress, started)
         writer.finalize(rows_in=summary["rows_in"], summary=summary,
                         extra_manifest={"source_fingerprint": fingerprint})
+    this_run = progress.sums
+    if summary["pending"] and this_run["requests"] and not this_run["responses"] and stage.uses_llm():
+        raise FatalJobError(
+            f"{llm.base_url} never answered: {this_run['requests']} requests failed "
+            f"({progress.last_pending or 'see the log'}); check llm.base_url and that the endpoint is "
+            f"up (the {summary['pending']} rows are pending: re-run the same command once it is)")
     if summary["pending"]:
         kinds = ", ".join(f"{k.removeprefix('pending: ')} x{n}" for k, n in progress.pending_reasons().items())
         raise PendingRowsError(
@@ -167,7 +173,7 @@ def _run_ray(stage, llm, worker_kwargs: dict, ids_files: list[str], progress: "P
     # which a job does not outlive, so losing a worker node never loses that state.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     ds = ds.map_batches(Triage, fn_constructor_kwargs={"done": done}, batch_format="pyarrow",
-                        concurrency=1, num_cpus=0, scheduling_strategy=here)
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0, scheduling_strategy=here)
     limiters, handles = _limiters(stage.llms()) if stage.uses_llm() else ({}, [])
     # Enough batches per actor that its request window stays full while one batch finishes.
     calls = max(2, -(-2 * llm.concurrency // llm.batch_size) + 1)
@@ -280,6 +286,7 @@ class Progress:
         self.sums = {k: 0 for k in SUMMARY_FIELDS}
         self.reasons: dict[str, int] = {}
         self.last_reason = ""
+        self.last_pending = ""
 
     def add(self, summary: dict) -> None:
         for k in self.sums:
@@ -288,6 +295,8 @@ class Progress:
             self.reasons[kind] = self.reasons.get(kind, 0) + n
         if summary.get("last_reason") and not summary["last_reason"].startswith("pending"):
             self.last_reason = summary["last_reason"]
+        elif summary.get("last_reason"):
+            self.last_pending = summary["last_reason"].removeprefix("pending: ")
         self._check_error_rate()
         now = time.monotonic()
         if self.llm.progress_interval_s and now - self.last_print >= self.llm.progress_interval_s:
