@@ -1,25 +1,17 @@
-"""Episode records on disk, the run summary (pass^k, average reward) and the pass^k curve.
+"""The committed episodes, the run summary (pass^k, average reward) and the pass^k curve.
 
-    OUT/episodes/<task>__t<trial>.json   one finished episode: messages, tool calls, answers,
-                                         termination, reward, each part's verdict and reason
-    OUT/trajectories.jsonl               every finished episode of the run, in task/trial order
-    OUT/AGENT.json                       the summary (what `raypipe report` reads)
-    OUT/manifest.json                    what produced it (raypipe.eval.manifest)
-
-An episode file is written once, whole (temporary file + rename), named by (task, trial): a
-re-run skips the episodes that have one and runs the rest, and a retried Ray task rewrites the
-same file with the same episode.
+Episodes are rows of the committed dataset OUT/episodes (written by the LLM executor under the
+commit contract, `raypipe.io.dataset`): one row per (task, trial), id `<task>#<trial>`, with
+its messages and reward parts as JSON text (`raypipe.agent.stage.output_schema`). Everything
+here reads that dataset through its commit records, never its files directly.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from raypipe.eval.passk import pass_at_k, pass_hat_k
 
@@ -30,24 +22,25 @@ def episode_id(task_id: str, trial: int) -> str:
     return f"{task_id}#{trial}"
 
 
-def episode_path(out: str | Path, task_id: str, trial: int) -> Path:
-    return Path(out) / "episodes" / f"{quote(task_id, safe='')}__t{trial}.json"
+def split_episode_id(episode: str) -> tuple[str, int]:
+    task_id, trial = episode.rsplit("#", 1)
+    return task_id, int(trial)
 
 
-def write_episode(out: str | Path, record: dict) -> Path:
-    path = episode_path(out, record["task_id"], record["trial"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
-    tmp.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+def committed_episodes(episodes_dir: str) -> tuple[dict[str, dict], dict[str, str]]:
+    """({episode id: episode record}, {episode id: reject reason}) of the episodes dataset;
+    both empty when nothing was committed yet."""
+    from raypipe.agent.stage import from_row
+    from raypipe.io import fs
+    from raypipe.io.dataset import REJECTS, is_managed, read_committed
 
-
-def read_episode(out: str | Path, task_id: str, trial: int) -> dict | None:
-    path = episode_path(out, task_id, trial)
-    if not path.exists():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    if not fs.exists(episodes_dir) or not is_managed(episodes_dir):
+        return {}, {}
+    data = read_committed(episodes_dir)
+    rejects = read_committed(episodes_dir, REJECTS)
+    records = {r["id"]: from_row(r) for r in (data.to_pylist() if data is not None else [])}
+    reasons = {r["id"]: r["reason"] for r in (rejects.to_pylist() if rejects is not None else [])}
+    return records, reasons
 
 
 def is_success(reward: float) -> bool:
@@ -95,9 +88,15 @@ def markdown_summary(summary: dict, name: str = "") -> str:
     for k, value in summary["pass_hat_k"].items():
         at = summary["pass_at_k"][k]
         lines.append(f"| {k} | {'-' if value is None else f'{value:.4f}'} | {'-' if at is None else f'{at:.4f}'} |")
-    if summary["missing_episodes"]:
-        lines.append(f"\n{len(summary['missing_episodes'])} episode(s) not finished (e.g. "
-                     f"{summary['missing_episodes'][0]}): re-run the same command to finish them")
+    rejected = summary.get("rejected_episodes") or {}
+    pending = [e for e in summary["missing_episodes"] if e not in rejected]
+    if pending:
+        lines.append(f"\n{len(pending)} episode(s) not finished (e.g. {pending[0]}): re-run the same "
+                     "command to finish them")
+    if rejected:
+        first = next(iter(rejected))
+        lines.append(f"\n{len(rejected)} episode(s) rejected (e.g. {first}: {rejected[first][:200]}): "
+                     "re-run with --retry-rejects to play them again")
     return "\n".join(lines)
 
 

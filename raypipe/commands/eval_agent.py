@@ -39,7 +39,6 @@ def _add_run(p) -> None:
     a.add_argument("--base-url", default=None, help="endpoint URL (default: OpenAI's)")
     a.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the endpoint's key")
     a.add_argument("--temperature", type=float, default=0.0)
-    a.add_argument("--concurrency", type=int, default=16, help="episodes in flight per actor")
     a.add_argument("--num-actors", type=int, default=2, help="Ray actors running episodes")
     a.add_argument("--cache-dir", default=None, help="LLM response cache (agent, user, judge)")
     m = p.add_argument_group("... or a local raypipe model (transformers on CPU, vLLM on GPU)")
@@ -49,7 +48,8 @@ def _add_run(p) -> None:
     m.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto")
     m.add_argument("--max-new-tokens", type=int, default=512)
     m.add_argument("--batch-size", type=int, default=16, help="prompts per generation pass")
-    m.add_argument("--replicas", type=int, default=1, help="model copies (Ray tasks), episodes split among them")
+    m.add_argument("--replicas", type=int, default=1,
+                   help="model copies (Ray actors holding the model), episodes spread among them")
     u = p.add_argument_group("user simulator and judge")
     u.add_argument("--user-model", required=True, help="user simulator model name")
     u.add_argument("--user-base-url", default=None)
@@ -65,8 +65,12 @@ def _add_run(p) -> None:
     t.add_argument("--limit", type=int, default=None, help="first N selected tasks")
     t.add_argument("--max-steps", type=int, default=100)
     t.add_argument("--max-errors", type=int, default=10, help="tool errors that end an episode")
+    p.add_argument("--concurrency", type=int, default=16,
+                   help="episodes in flight per actor (each holds its own copy of the database)")
+    p.add_argument("--retry-rejects", action="store_true",
+                   help="play the episodes rejected by earlier runs into --out again")
     p.add_argument("--executor", choices=["auto", "ray", "local"], default="auto",
-                   help="endpoint agents: Ray actors (auto when Ray is up) or in this process")
+                   help="Ray actors (auto: except a transformers model with one replica) or this process")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: local Ray)")
 
 
@@ -102,7 +106,8 @@ def config_from_args(args):
         return EvalAgentConfig(
             domain=args.domain, out=args.out, user=user, agent=agent, generation=generation, format=args.format,
             judge=judge, trials=args.trials, seed=args.seed, split=args.split, task_ids=args.task_ids,
-            limit=args.limit, max_steps=args.max_steps, max_errors=args.max_errors, executor=args.executor)
+            limit=args.limit, max_steps=args.max_steps, max_errors=args.max_errors, executor=args.executor,
+            concurrency=args.concurrency, retry_rejects=args.retry_rejects)
     except (ValueError, ConfigError) as exc:
         raise RaypipeError(str(exc)) from None
 
@@ -111,7 +116,8 @@ def _run_run(args) -> int:
     from raypipe.agent.runner import run_eval_agent
 
     cfg = config_from_args(args)
-    if cfg.agent is not None and cfg.executor != "local" or cfg.generation is not None and cfg.generation.replicas > 1:
+    local_cpu = cfg.generation is not None and cfg.generation.backend == "transformers" and cfg.generation.replicas == 1
+    if cfg.executor == "ray" or cfg.executor == "auto" and not local_cpu:
         from raypipe.jobs import RayConfig, init_ray
 
         init_ray(RayConfig(), args.address)

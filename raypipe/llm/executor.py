@@ -83,8 +83,9 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
                         extra_manifest={"source_fingerprint": fingerprint})
     this_run = progress.sums
     if summary["pending"] and this_run["requests"] and not this_run["responses"] and stage.uses_llm():
+        endpoints = ", ".join(sorted({c.base_url for c in stage.llms().values()})) or llm.base_url
         raise FatalJobError(
-            f"{llm.base_url} never answered: {this_run['requests']} requests failed "
+            f"{endpoints} never answered: {this_run['requests']} requests failed "
             f"({progress.last_pending or 'see the log'}); check llm.base_url and that the endpoint is "
             f"up (the {summary['pending']} rows are pending: re-run the same command once it is)")
     if summary["pending"]:
@@ -183,7 +184,7 @@ def _run_ray(stage, llm, worker_kwargs: dict, ids_files: list[str], progress: "P
     try:
         out = ds.map_batches(
             StageWorker, fn_constructor_kwargs={**worker_kwargs, "limiters": limiters},
-            batch_size=llm.batch_size, batch_format="pyarrow", num_cpus=llm.actor_num_cpus,
+            batch_size=llm.batch_size, batch_format="pyarrow", **stage.actor_options(),
             compute=ray.data.ActorPoolStrategy(size=llm.num_actors, max_concurrent_calls_per_actor=calls),
         )
         for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):

@@ -51,8 +51,15 @@ class LLMStage:
         return self.config.llm
 
     def llms(self) -> dict[str, LLMConfig]:
-        """Every endpoint the stage talks to; "default" is the one `program` receives."""
+        """Every endpoint the stage talks to; "default" is the one `program` receives (a stage
+        without one, e.g. whose model runs on the worker itself, receives None)."""
         return {"default": self.llm()}
+
+    def actor_options(self) -> dict[str, Any]:
+        """Ray resources of each worker actor (`num_cpus`, `num_gpus`, `memory`, `resources`):
+        a stage whose workers hold a model (a local agent under test) asks for its GPUs here.
+        The number of actors is `llm().num_actors`."""
+        return {"num_cpus": self.llm().actor_num_cpus}
 
     def uses_llm(self) -> bool:
         """False when this configuration makes no request (no key needed, nothing to pay)."""

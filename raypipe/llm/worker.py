@@ -55,7 +55,7 @@ class StageWorker:
             for cfg in configs.values():
                 cfg.api_key()  # a missing key stops the job when the worker starts
         self.spend = SpendLog(writer.out, writer.generation, stage.name,
-                              block=max(c.concurrency for c in configs.values()))
+                              block=max((c.concurrency for c in configs.values()), default=1))
         self.clients = {}
         for name, cfg in configs.items():
             limiter = None
