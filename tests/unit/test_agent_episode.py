@@ -220,3 +220,40 @@ def test_job_step_config_is_typed_and_checked():
         load_config(EvalAgentConfig, {"domain": "d", "out": "o", "agent": {"model": "m"}, "user": {"modle": "u"}})
     with pytest.raises((ConfigError, ValueError), match="exactly one of agent"):
         load_config(EvalAgentConfig, {"domain": "d", "out": "o", "user": {"model": "u"}})
+
+
+def test_episode_stage_declares_its_endpoints_resources_and_row_shape():
+    import pickle
+
+    from raypipe.agent.runner import EvalAgentConfig
+    from raypipe.agent.stage import EpisodeStage, from_row, output_schema, to_row
+    from raypipe.infer.config import GenerationConfig
+
+    endpoint = EvalAgentConfig(domain=str(MINI), out="o", agent={"model": "a", "num_actors": 3},
+                               user={"model": "u"}, concurrency=8)
+    stage = EpisodeStage(endpoint, [{"id": "t#0"}])
+    assert set(stage.llms()) == {"default", "user"}  # the judge is the user's endpoint: one client
+    assert stage.llms()["default"].model == "a" and stage.llm().num_actors == 3
+    assert stage.llm().concurrency == 8 and stage.llm().batch_size == 8
+    assert stage.actor_options() == {"num_cpus": 0.0}
+    judged = EvalAgentConfig(domain=str(MINI), out="o", agent={"model": "a"}, user={"model": "u"},
+                             judge={"model": "j"})
+    assert set(EpisodeStage(judged, []).llms()) == {"default", "user", "judge"}
+
+    gen = GenerationConfig(model="m", replicas=2, tensor_parallel_size=2, cpus_per_replica=3)
+    local = EvalAgentConfig(domain=str(MINI), out="o", generation=gen, user={"model": "u"})
+    vllm = EpisodeStage(local, [{"id": "t#0"}], backend="vllm")
+    assert "default" not in vllm.llms() and vllm.llm().num_actors == 2  # the model is no endpoint
+    assert vllm.actor_options() == {"num_gpus": 2, "num_cpus": 1}
+    assert EpisodeStage(local, [], backend="transformers").actor_options() == {"num_cpus": 3}
+    shipped = pickle.loads(pickle.dumps(vllm))  # what the workers get: no rows, no model, no loop objects
+    assert shipped.rows is None and shipped._state is None and shipped.backend == "vllm"
+
+    record = {"id": "t#0", "task_id": "t", "trial": 0, "seed": 0, "agent": "a", "reward": 1.0,
+              "reward_reason": "ok", "reward_parts": {"DB": {"reward": 1.0}}, "termination": "user_stop",
+              "termination_reason": "", "steps": 3, "tool_errors": 0, "final_db_sha256": "x",
+              "gold_db_sha256": "x", "messages": [{"role": "user", "content": "é"}], "elapsed_s": 0.1}
+    import pyarrow as pa
+
+    table = pa.Table.from_pylist([to_row(record)], schema=output_schema())
+    assert from_row(table.to_pylist()[0]) == record
