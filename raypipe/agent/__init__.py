@@ -6,8 +6,10 @@
   benchmark's own code does;
 - `tasks`, `replay`: the domain directory (db.json, tasks.json, split_tasks.json, policy.md,
   tools.json) and the gold-action replay whose final database hash is the DB reward's target;
-- `episode`, `agents`, `user_sim`, `reward`, `runner`: the episode loop (agent under test,
-  simulated user, judge), rewards, seeded trials, pass^k, resumable trajectories.
+- `episode`, `agents`, `user_sim`, `reward`: the episode loop (agent under test, simulated
+  user, judge) and its rewards;
+- `stage`, `runner`, `records`: episodes as one `LLMStage` on raypipe's LLM executor (a
+  committed, resumable dataset), seeded trials, pass^k, trajectories.
 
 Importing this package is cheap: nothing heavy loads until an episode runs.
 """

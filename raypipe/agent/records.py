@@ -8,7 +8,6 @@ here reads that dataset through its commit records, never its files directly.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any

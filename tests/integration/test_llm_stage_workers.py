@@ -49,14 +49,11 @@ class AuxOnlyStage(LLMStage):
 
     async def program(self, row, client):
         answer = await self.clients["aux"].chat([{"role": "user", "content": row["q"]}])
-        cpus = 0.0
-        try:
-            import ray
+        cpus = -1.0  # in the driver's process (executor "local"): no actor, nothing assigned
+        import ray
 
-            if ray.is_initialized():
-                cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
-        except ImportError:
-            pass
+        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+            cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
         return {"id": row["id"], "answer": answer.text, "client": repr(client), "cpus": cpus}
 
 
@@ -72,6 +69,7 @@ def test_a_stage_without_a_default_endpoint_runs_on_its_named_clients(tmp_path):
     rows = read_committed(str(tmp_path / "out")).to_pylist()
     assert sorted(r["id"] for r in rows) == [r["id"] for r in ROWS]
     assert {r["client"] for r in rows} == {"None"} and {r["answer"] for r in rows} == {"ok"}
+    assert {r["cpus"] for r in rows} == {-1.0}  # in this process
     assert summary["requests"] == served == 6 and summary["completed"] == 6
 
 

@@ -257,3 +257,14 @@ def test_episode_stage_declares_its_endpoints_resources_and_row_shape():
 
     table = pa.Table.from_pylist([to_row(record)], schema=output_schema())
     assert from_row(table.to_pylist()[0]) == record
+
+
+def test_cli_flags_map_to_the_config():
+    from raypipe.cli import build_parser
+    from raypipe.commands.eval_agent import config_from_args
+
+    args = build_parser().parse_args(["eval", "agent", "run", "--domain", str(MINI), "--out", "o", "--model", "m",
+                                      "--user-model", "u", "--concurrency", "5", "--retry-rejects"])
+    cfg = config_from_args(args)
+    assert cfg.concurrency == 5 and cfg.agent.concurrency == 5 and cfg.retry_rejects is True
+    assert cfg.agent.temperature == 0.0 and cfg.user.temperature == 0.0
