@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from raypipe.io.formats import ConversionError, SourceContext
+from raypipe.io.formats.base import ConversionError, SourceContext
 from raypipe.schema import SCHEMA_VERSION, Sample
 
 
