@@ -18,6 +18,9 @@ from raypipe.io.formats.base import ConversionError, SourceContext, decode_argum
 from raypipe.schema import Message, Sample, ToolCall
 
 
+_KEPT_OPTIONS = ("parallel_tool_calls", "tool_choice")
+
+
 def unwrap_tool(spec: Any, where: str) -> dict:
     if not isinstance(spec, dict):
         raise ConversionError(f"{where}: expected an object, got {type(spec).__name__}")
@@ -86,7 +89,9 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
             messages.append(Message("system" if role == "developer" else role, content))
         else:
             raise ConversionError(f"{where}.role: unknown role {role!r}")
-    meta = {}
+    meta: dict[str, Any] = {}
     if record.get("id") is not None:
         meta["source_id"] = record["id"]
+    # request options that travel with the rows (OpenAI fine-tuning files: parallel_tool_calls)
+    meta.update({k: v for k, v in record.items() if k in _KEPT_OPTIONS and v is not None})
     return Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages), meta=meta)
