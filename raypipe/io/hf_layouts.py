@@ -1,5 +1,7 @@
 """Hugging Face layouts of source data, read without the `datasets` library.
 
+- Folders of the trainers' layouts (and `raypipe export`'s): LLaMA-Factory's
+  ``dataset_info.json`` and export.json are descriptions, not records.
 - A `datasets` ``save_to_disk`` folder: ``state.json`` lists the data files (Arrow IPC stream
   files ``data-0000k-of-0000n.arrow``) next to ``dataset_info.json``; a DatasetDict has one such
   folder per split under ``dataset_dict.json``. The Arrow files are the records; the JSON
@@ -25,7 +27,7 @@ from raypipe.schema import Sample
 from raypipe.validate import function_name, function_parameters
 
 SOURCE_EXTENSIONS = (".json", ".jsonl", ".parquet", ".arrow")
-DATASETS_METADATA = ("state.json", "dataset_info.json", "dataset_dict.json")
+DATASETS_METADATA = ("state.json", "dataset_info.json", "dataset_dict.json", "export.json")
 
 
 def expand_source_files(inputs: list[str], *, allow_incomplete: bool = False) -> list[str]:
@@ -49,6 +51,11 @@ def expand_source_files(inputs: list[str], *, allow_incomplete: bool = False) ->
             metadata.add(f)
         elif name == "dataset_dict.json" and isinstance(doc, dict) and isinstance(doc.get("splits"), list):
             metadata.add(f)
+        elif name == "dataset_info.json" and isinstance(doc, dict) and doc and all(
+                isinstance(v, dict) and ("file_name" in v or "hf_hub_url" in v) for v in doc.values()):
+            metadata.add(f)  # LLaMA-Factory's dataset registry (a `raypipe export` folder has one)
+        elif name == "export.json" and isinstance(doc, dict) and "snippets" in doc and "to" in doc:
+            metadata.add(f)  # the summary `raypipe export` writes
     out = []
     for f in files:
         folder, name = _split(f)

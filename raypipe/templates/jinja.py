@@ -156,6 +156,18 @@ _JSON_MACROS = r"""
 {%- else -%}{%- set _ = _jnum(st) -%}
 {%- endif -%}
 {%- endmacro -%}
+{%- macro _nonull(st) -%}
+{%- set v = st.v -%}
+{%- if v is mapping -%}
+{%- set m = namespace(d={}) -%}
+{%- for k, x in v.items() -%}{%- if x is not none -%}{%- set st.v = x -%}{%- set _ = _nonull(st) -%}{%- set m.d = dict(m.d, **{k: st.v}) -%}{%- endif -%}{%- endfor -%}
+{%- set st.v = m.d -%}
+{%- elif v is iterable and v is not string -%}
+{%- set m = namespace(l=[]) -%}
+{%- for x in v -%}{%- set st.v = x -%}{%- set _ = _nonull(st) -%}{%- set m.l = m.l + [st.v] -%}{%- endfor -%}
+{%- set st.v = m.l -%}
+{%- endif -%}
+{%- endmacro -%}
 {%- macro _text(c) -%}
 {%- if c is none -%}
 {%- elif c is string -%}{{- c -}}
@@ -240,7 +252,9 @@ def chat_template(fmt: FormatConfig | str) -> str:
     if fmt.functions_in != "none":
         parts.append(
             "{%- for t in (tools or []) -%}"
-            "{%- set ns.funcs = ns.funcs + [t.function if (t.type == 'function' and t.function is defined) else t] -%}"
+            "{%- set st = namespace(v=t.function if (t.type == 'function' and t.function is defined) else t) -%}"
+            "{%- set _ = _nonull(st) -%}"
+            "{%- set ns.funcs = ns.funcs + [st.v] -%}"
             "{%- endfor -%}"
         )
     has_system = "messages and messages[0].role == 'system'"

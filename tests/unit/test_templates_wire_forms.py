@@ -113,3 +113,18 @@ def test_reasoning_under_either_name_renders_in_cot_formats(tokenizer):
     assert jinja(tokenizer, "tools-dt-cot", with_content) == jinja(tokenizer, "tools-dt-cot", with_plain)
     assert "<think>why</think>" in jinja(tokenizer, "tools-dt-cot", with_plain)
     assert Message.from_dict(with_content[2]).reasoning == "why"
+
+
+def test_null_values_in_function_specs_are_not_rendered(tokenizer):
+    """`datasets` merges the schemas of all rows' tools: a spec gets null for properties it lacks."""
+    merged = [{"type": "function", "function": {"name": "w.x", "description": None, "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "enum": None}, "tz": None}, "required": None}}}]
+    clean = [{"type": "function", "function": {"name": "w.x", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    messages = conversation(ARGS, None, False)
+    for name in ("tools-dt", "system-dt"):
+        def jinja_with(tools):
+            return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, chat_template=chat_template(name))
+        assert jinja_with(merged) == jinja_with(clean)
+        assert render_prompt(messages, [t["function"] for t in merged], name) == \
+            render_prompt(messages, [t["function"] for t in clean], name)

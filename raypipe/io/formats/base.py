@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from raypipe.schema import Message, ToolCall
+from raypipe.schema import Lineage, Message, Sample, ToolCall, content_id
 
 
 class ConversionError(ValueError):
@@ -90,3 +90,57 @@ def lang_for(ctx: SourceContext, messages: Iterable[Message]) -> str:
     from raypipe.io.formats.lang import detect_sample_lang
 
     return ctx.lang or detect_sample_lang(messages)
+
+
+def strip_made_up_ids(messages: list[Message], made_up: Iterable[str]) -> list[Message]:
+    """`messages` without the call ids an export made up (OpenAI needs ids; the sample had none)."""
+    made_up = set(made_up)
+    for m in messages:
+        for c in m.tool_calls:
+            if c.id in made_up:
+                c.id = None
+        if m.tool_call_id in made_up:
+            m.tool_call_id = None
+    return messages
+
+
+def apply_ids(messages: list[Message], call_ids: list | None, result_ids: list | None) -> list[Message]:
+    """Put back call ids (one per call, in order) and tool results' ids (one per tool message),
+    which a layout such as ShareGPT has no place for."""
+    calls = [c for m in messages for c in m.tool_calls]
+    results = [m for m in messages if m.role == "tool"]
+    if call_ids is not None and len(call_ids) == len(calls):
+        for c, cid in zip(calls, call_ids):
+            c.id = cid
+    if result_ids is not None and len(result_ids) == len(results):
+        for m, rid in zip(results, result_ids):
+            m.tool_call_id = rid
+    return messages
+
+
+EXPORT_FIELD = "raypipe"  # what `raypipe export` writes beside a layout (see raypipe/io/export.py)
+
+
+def restore_exported(sample: Sample, record: dict, ctx: SourceContext) -> Sample:
+    """A row written by `raypipe export` carries what its layout cannot say in a ``raypipe`` field:
+    put it back, so export -> convert gives the same sample. The id is kept when the content is
+    unchanged since the export. `--lang` still wins."""
+    raw = record.get(EXPORT_FIELD)
+    if raw is None:
+        return sample
+    extra = parse_json_field(raw, EXPORT_FIELD)
+    if not isinstance(extra, dict):
+        raise ConversionError(f"{EXPORT_FIELD}: expected an object")
+    try:
+        messages = ([Message.from_dict(m) for m in extra["messages"]] if "messages" in extra
+                    else apply_ids(strip_made_up_ids(sample.messages, extra.get("made_up_ids") or []),
+                                   extra.get("call_ids"), extra.get("result_ids")))
+        functions = extra["functions"] if "functions" in extra else sample.functions
+        restored = Sample(functions=functions, messages=messages, source=extra.get("source", sample.source),
+                          lang=ctx.lang or extra.get("lang") or sample.lang, meta=dict(extra.get("meta") or {}),
+                          lineage=[Lineage(x["stage"], x.get("parent_id")) for x in extra.get("lineage") or []])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConversionError(f"{EXPORT_FIELD}: {type(exc).__name__}: {exc}") from None
+    if extra.get("id") and extra.get("content_id") == restored.id:
+        restored.id = extra["id"]
+    return restored

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raypipe.io.formats.base import ConversionError, SourceContext, decode_arguments, lang_for, parse_json_field, require
+from raypipe.io.formats.base import ConversionError, restore_exported, SourceContext, decode_arguments, lang_for, parse_json_field, require
 from raypipe.schema import Message, Sample, ToolCall
 
 
@@ -94,4 +94,5 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
         meta["source_id"] = record["id"]
     # request options that travel with the rows (OpenAI fine-tuning files: parallel_tool_calls)
     meta.update({k: v for k, v in record.items() if k in _KEPT_OPTIONS and v is not None})
-    return Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages), meta=meta)
+    sample = Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages), meta=meta)
+    return restore_exported(sample, record, ctx)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from raypipe.io.formats.base import ConversionError, SourceContext, lang_for, name_and_arguments_call, parse_json_field, require
+from raypipe.io.formats.base import ConversionError, restore_exported, SourceContext, lang_for, name_and_arguments_call, parse_json_field, require
 from raypipe.io.formats.openai_chat import unwrap_tool
 from raypipe.schema import Message, Sample, ToolCall
 
@@ -55,7 +55,8 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
                 messages.append(Message("tool", result, name=name))
         else:
             messages.append(Message(role, value))
-    return Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages))
+    sample = Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages))
+    return restore_exported(sample, record, ctx)
 
 
 def _split_results(value: str, n_pending: int) -> list[str]:
