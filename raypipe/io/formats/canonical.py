@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-from raypipe.io.formats import ConversionError, SourceContext
+from raypipe.io.formats.base import ConversionError, SourceContext
 from raypipe.schema import SCHEMA_VERSION, Sample
 
 
@@ -17,7 +15,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
             sample = Sample.from_row(record)
         else:
             sample = Sample.from_dict(record)
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ConversionError(f"not a canonical sample: {type(exc).__name__}: {exc}") from None
     if ctx.lang:
         sample.lang = ctx.lang
