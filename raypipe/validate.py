@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from raypipe.schema import ROLES, Sample
+from raypipe.schema import ROLES, Sample, shape_problems
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,9 @@ def check_arguments(arguments: Any, params: dict[str, Any], path: str) -> list[P
 
 
 def validate_sample(sample: Sample) -> list[Problem]:
+    shape = shape_problems(sample)
+    if shape:  # the checks below assume the schema's types
+        return [Problem(path, message) for path, message in shape]
     problems: list[Problem] = []
     specs: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(sample.functions):

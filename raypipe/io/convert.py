@@ -16,7 +16,8 @@ from raypipe.io import fs
 from raypipe.io.formats import ConversionError, Format, SourceContext, formats
 from raypipe.io.records import iter_records
 from raypipe.io.writers import DEFAULT_SHARD_ROWS, SampleWriter, make_reject, write_summary
-from raypipe.schema import Sample
+from raypipe import safejson
+from raypipe.schema import Sample, shape_problems
 from raypipe.validate import validate_sample
 
 STAGE = "convert"
@@ -50,7 +51,11 @@ def convert_file(path: str, fmt: Format, *, source: str | None = None, lang: str
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a shape no rule foresaw
             yield reject(f"cannot convert: {type(exc).__name__}: {exc}")
             continue
-        problems = validate_sample(sample) if validate else []
+        except RecursionError:  # a converter walking a value nested too deep
+            yield reject(f"nesting deeper than {safejson.MAX_DEPTH}")
+            continue
+        problems = validate_sample(sample) if validate else [
+            f"{path}: {message}" for path, message in shape_problems(sample)]
         if problems:
             yield reject("invalid: " + "; ".join(str(p) for p in problems), sample.id)
         else:

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from raypipe import safejson
 from raypipe.schema import ToolCall
 
 
@@ -37,9 +38,11 @@ def parse_json_field(value: Any, field: str) -> Any:
     """A field that real datasets store either as a JSON string or as the decoded value."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return safejson.loads(value)
         except json.JSONDecodeError as exc:
             raise ConversionError(f"{field}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except ValueError as exc:  # nesting too deep, numbers out of range (safejson)
+            raise ConversionError(f"{field}: {exc}") from None
     return value
 
 

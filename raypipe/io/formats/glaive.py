@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 
+from raypipe import safejson
 from raypipe.io.formats import ConversionError, SourceContext, require
 from raypipe.schema import Message, Sample, ToolCall
 
@@ -56,11 +57,11 @@ def parse_system(system: str) -> tuple[str | None, list[dict]]:
 def parse_call(text: str, where: str) -> ToolCall:
     body = text.strip()
     try:
-        obj = json.loads(body)
+        obj = safejson.loads(body)
         if isinstance(obj, dict) and isinstance(obj.get("name"), str):
             args = obj.get("arguments") or {}
             if isinstance(args, str):
-                args = json.loads(args)
+                args = safejson.loads(args)
             if not isinstance(args, dict):
                 raise ConversionError(f"{where}: arguments are not an object")
             return ToolCall(obj["name"], args)
@@ -73,7 +74,7 @@ def parse_call(text: str, where: str) -> ToolCall:
     if not args_match:
         raise ConversionError(f"{where}: <functioncall> arguments not found")
     try:
-        args = json.loads(args_match.group(1))
+        args = safejson.loads(args_match.group(1))
     except json.JSONDecodeError as exc:
         raise ConversionError(f"{where}: <functioncall> arguments are not valid JSON ({exc.msg})") from None
     if not isinstance(args, dict):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+from raypipe import safejson
 from raypipe.io.formats import ConversionError, SourceContext, name_and_arguments_call, parse_json_field, require
 from raypipe.io.formats.openai_chat import unwrap_tool
 from raypipe.schema import Message, Sample, ToolCall
@@ -59,7 +60,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
 def _split_results(value: str, n_pending: int) -> list[str]:
     if n_pending > 1:
         try:
-            parsed = json.loads(value)
+            parsed = safejson.loads(value)
         except json.JSONDecodeError:
             parsed = None
         if isinstance(parsed, list) and len(parsed) == n_pending:
