@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raypipe.config import ConfigError, load_config
+from raypipe.config import ConfigError, load_config, short_repr
 from raypipe.errors import RaypipeError
 from raypipe.registry import JobContext, Step, all_steps
 
@@ -46,36 +46,57 @@ class PlannedStep:
 
 
 def load_job(path: str | Path) -> tuple[JobFile, list[PlannedStep]]:
-    import yaml
+    """The typed job and its steps. Every problem of the file (YAML duplicate keys, top-level
+    keys, every step's keys and values) is collected and raised at once in a ConfigError."""
+    from raypipe import safeyaml
+    from raypipe.io import fs
 
     path = Path(path)
+    name = str(path)
     if not path.exists():
-        raise RaypipeError(f"{path}: job file not found")
+        raise RaypipeError(f"{name}: job file not found")
+    if path.is_dir():
+        raise RaypipeError(f"{name}: is a folder, not a job file")
+    data, problems, lines = safeyaml.load(fs.read_text(name), name)
+    if not isinstance(data, dict):
+        raise ConfigError(problems + [f"{name}: a job file is a mapping with name and steps, got "
+                                      f"{type(data).__name__}"])
+    job = None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RaypipeError(f"{path}: not valid YAML: {exc}") from None
-    job = load_config(JobFile, data, where=str(path))
+        job = load_config(JobFile, {**data, "steps": []}, where="", file=name, lines=lines)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    steps = data.get("steps")
+    if steps is None:
+        problems.append(f"{name}: steps: required key missing")
+        steps = []
+    elif not isinstance(steps, list):
+        problems.append(f"{name}:{lines['.steps']}: steps: expected a list, got {type(steps).__name__}")
+        steps = []
     registry = all_steps()
-    problems: list[str] = []
     planned: list[PlannedStep] = []
-    for i, entry in enumerate(job.steps):
-        where = f"{path}: steps[{i}]"
+    for i, entry in enumerate(steps):
+        where = f"steps[{i}]"
+        at = f"{name}:{lines[f'.{where}']}" if f".{where}" in lines else name
         if not isinstance(entry, dict) or len(entry) != 1:
-            problems.append(f"{where}: a step is a one-key mapping {{kind: config}}")
+            problems.append(f"{at}: {where}: a step is a one-key mapping {{kind: config}}")
             continue
         (kind, cfg), = entry.items()
-        if kind not in registry:
-            problems.append(f"{where}: unknown step kind {kind!r} (known: {', '.join(sorted(registry))})")
+        if not isinstance(kind, str) or kind not in registry:
+            problems.append(f"{at}: {where}: unknown step kind {short_repr(kind)} (known: {', '.join(sorted(registry))})")
             continue
+        step_lines = {k[len(f".{where}.{kind}"):]: v for k, v in lines.items()
+                      if k.startswith(f".{where}.{kind}")}
         try:
-            config = load_config(registry[kind].config, cfg, where=f"{where}.{kind}")
+            config = load_config(registry[kind].config, cfg, where=f"{where}.{kind}", file=name,
+                                 lines=step_lines)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
         planned.append(PlannedStep(label=f"{i}:{kind}", step=registry[kind], config=config))
     if problems:
         raise ConfigError(problems)
+    job.steps = steps
     return job, planned
 
 
