@@ -65,6 +65,8 @@ class FieldCheck:
 
     kind: str
     output_kind: str = "dir"  # outputs: "dir" (a folder raypipe fills) or "file"
+    format_prefix: bool = False  # inputs: "FORMAT:PATH" names a path read by a converter
+    shared: bool = False  # outputs: a store many steps write on purpose (a cache)
     ge: float | None = None
     gt: float | None = None
     le: float | None = None
@@ -107,14 +109,15 @@ def _field(check: FieldCheck, kw: dict) -> Any:
     return dataclasses.field(metadata=metadata, **kw)
 
 
-def input_paths(**kw) -> Any:
+def input_paths(format_prefix: bool = False, **kw) -> Any:
     """Files, globs or folders (one or a list) that must exist when the step runs."""
-    return _field(FieldCheck("input"), kw)
+    return _field(FieldCheck("input", format_prefix=format_prefix), kw)
 
 
-def output_path(kind: str = "dir", **kw) -> Any:
-    """Where the step writes: a folder (kind="dir") or a file. Must be writable, not an input."""
-    return _field(FieldCheck("output", output_kind=kind), kw)
+def output_path(kind: str = "dir", shared: bool = False, **kw) -> Any:
+    """Where the step writes: a folder (kind="dir") or a file. Must be writable, not an input,
+    and written by no other step unless `shared` (a cache steps share on purpose)."""
+    return _field(FieldCheck("output", output_kind=kind, shared=shared), kw)
 
 
 def url(**kw) -> Any:
@@ -137,7 +140,7 @@ def field_check(f: dataclasses.Field) -> FieldCheck | None:
 # -- loading -----------------------------------------------------------------------------------
 
 
-class _Problems(list):
+class Problems(list):
     """Problems, each `<where>.<field path>: message`, or with a job file's lines
     `<file>:<line>: <where>.<field path>: message`."""
 
@@ -166,14 +169,14 @@ def load_config(cls: type, data: Any, where: str = "config", *, file: str | None
     """A typed `cls` from plain data; every problem at once in a ConfigError. With `file` and
     `lines` (field path relative to `where` -> line, as `raypipe.safeyaml` gives), each problem
     names the file and line."""
-    problems = _Problems(where, file, lines)
+    problems = Problems(where, file, lines)
     value = _convert(cls, data, where, problems)
     if problems:
         raise ConfigError(list(problems))
     return value
 
 
-def _convert(tp: Any, value: Any, path: str, problems: _Problems) -> Any:
+def _convert(tp: Any, value: Any, path: str, problems: Problems) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
 
@@ -186,7 +189,7 @@ def _convert(tp: Any, value: Any, path: str, problems: _Problems) -> Any:
         if len(non_none) == 1:
             return _convert(non_none[0], value, path, problems)
         for a in non_none:  # first alternative that converts cleanly
-            trial = _Problems(problems.where, None, None)
+            trial = Problems(problems.where, None, None)
             out = _convert(a, value, path, trial)
             if not trial:
                 return out
@@ -236,7 +239,7 @@ def _hashable(value: Any) -> bool:
     return True
 
 
-def _convert_dataclass(cls: type, value: Any, path: str, problems: _Problems) -> Any:
+def _convert_dataclass(cls: type, value: Any, path: str, problems: Problems) -> Any:
     if isinstance(value, cls):
         return value
     if value is None:
@@ -265,6 +268,10 @@ def _convert_dataclass(cls: type, value: Any, path: str, problems: _Problems) ->
         return None
     try:
         return cls(**kwargs)
+    except ConfigError as exc:  # a __post_init__ that loads a nested config (e.g. `llm: {...}`)
+        for problem in exc.problems:
+            problems.add(path, problem)
+        return None
     except (ValueError, TypeError, RaypipeError) as exc:  # __post_init__ cross-field checks
         problems.add(path, str(exc))
         return None

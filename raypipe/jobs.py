@@ -13,6 +13,7 @@ is checked before anything runs, and every problem is reported at once.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +44,27 @@ class PlannedStep:
     label: str
     step: Step
     config: Any
+    file: str | None = None  # the job file, and field path (relative to the step) -> line
+    lines: dict[str, int] = field(default_factory=dict)
+    raw: Any = None  # the step's data as given (its config is None when that did not load)
+
+    @property
+    def where(self) -> str:  # "steps[0].convert", as problems name it
+        index, kind = self.label.split(":", 1)
+        return f"steps[{index}].{kind}"
 
 
 def load_job(path: str | Path) -> tuple[JobFile, list[PlannedStep]]:
     """The typed job and its steps. Every problem of the file (YAML duplicate keys, top-level
     keys, every step's keys and values) is collected and raised at once in a ConfigError."""
+    job, planned, problems = _load_job(path)
+    if problems:
+        raise ConfigError(by_line(problems))
+    return job, planned
+
+
+def _load_job(path: str | Path) -> tuple[JobFile | None, list[PlannedStep], list[str]]:
+    """(job, its steps, every problem found); a step whose config did not load has config None."""
     from raypipe import safeyaml
     from raypipe.io import fs
 
@@ -92,11 +109,32 @@ def load_job(path: str | Path) -> tuple[JobFile, list[PlannedStep]]:
                                  lines=step_lines)
         except ConfigError as exc:
             problems.extend(exc.problems)
-            continue
-        planned.append(PlannedStep(label=f"{i}:{kind}", step=registry[kind], config=config))
+            config = None
+        planned.append(PlannedStep(label=f"{i}:{kind}", step=registry[kind], config=config, file=name,
+                                   lines=step_lines, raw=cfg))
+    if job is not None:
+        job.steps = steps
+    return job, planned, problems
+
+
+def by_line(problems: list[str]) -> list[str]:
+    """Problems in file order ("job.yaml:12: ..." by line; those without a line first)."""
+    def line(problem: str) -> int:
+        m = re.match(r"[^:]*:(\d+): ", problem)
+        return int(m.group(1)) if m else 0
+
+    return sorted(problems, key=line)
+
+
+def check_job_file(path: str | Path) -> tuple[JobFile, list[PlannedStep]]:
+    """`load_job` plus the checks that need the filesystem (`raypipe.preflight`): everything
+    that can be checked without running. All problems at once, in a ConfigError."""
+    from raypipe.preflight import check_job
+
+    job, planned, problems = _load_job(path)
+    problems += check_job(planned)  # a step whose config has problems still has its paths checked
     if problems:
-        raise ConfigError(problems)
-    job.steps = steps
+        raise ConfigError(by_line(problems))
     return job, planned
 
 
@@ -119,7 +157,7 @@ def init_ray(ray_config: RayConfig, address_override: str | None = None) -> None
 
 
 def run_job(path: str | Path, address: str | None = None) -> JobContext:
-    job, planned = load_job(path)
+    job, planned = check_job_file(path)  # a bad path fails now, not after an hour of step 1
     init_ray(job.ray, address)
     ctx = JobContext(name=job.name, job_file=str(path))
     print(f"[raypipe] job {job.name!r}: {len(planned)} step(s)", flush=True)

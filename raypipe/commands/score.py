@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from raypipe.config import input_paths, output_path
 from raypipe.registry import Command, Step
 
 DECODER_CHOICES = ("decision-token", "pythonic", "openai", "json")
@@ -38,9 +39,9 @@ def _add(p) -> None:
 class ScoreBfclConfig:
     """Job step `score_bfcl`: the same as `raypipe score bfcl`."""
 
-    data: str
-    results: str
-    out: str
+    data: str = input_paths()
+    results: str = input_paths()
+    out: str = output_path(kind="file")
     decoder: Literal["decision-token", "pythonic", "openai", "json"]
     lang: Literal["en", "zhtw"] = "zhtw"
     underscore_to_dot: bool = False
@@ -55,6 +56,9 @@ def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
 
     from raypipe.eval.scoring import score_result_files
 
+    from raypipe.io.paths import check_output
+
+    check_output(cfg.out, "file", inputs=[cfg.results])  # before scoring, not after
     started = time.perf_counter()
     report = score_result_files(cfg.data, cfg.lang, cfg.results, cfg.decoder, cfg.underscore_to_dot,
                                 subset=cfg.subset)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.errors import RaypipeError
 from raypipe.infer.config import GenerationConfig
 
@@ -31,13 +32,13 @@ GENERATIONS = "generations.jsonl"
 
 @dataclass
 class EvalBfclConfig:
-    data: str  # directory holding en/, zhtw/, possible_answer/
-    out: str
+    data: str = input_paths()  # directory holding en/, zhtw/, possible_answer/
+    out: str = output_path()
     generation: GenerationConfig
     format: str = "tools-dt"  # a raypipe.templates preset name
     lang: Literal["en", "zhtw"] = "zhtw"
     categories: list[str] | None = None  # None: the five AST/relevance categories
-    limit: int | None = None  # first N items of each category (smoke runs)
+    limit: int | None = number(ge=1, default=None)  # first N items of each category (smoke runs)
     decoder: Literal["decision-token", "pythonic", "openai", "json"] | None = None  # None: follows the format
     underscore_to_dot: bool = False
 

@@ -11,12 +11,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from raypipe import safejson
 from raypipe.errors import RaypipeError
 from raypipe.io import fs
 from raypipe.io.formats import ConversionError, Format, SourceContext, formats
+from raypipe.io.paths import check_output
 from raypipe.io.records import iter_records
 from raypipe.io.writers import DEFAULT_SHARD_ROWS, SampleWriter, make_reject, write_summary
-from raypipe import safejson
 from raypipe.schema import Sample, shape_problems
 from raypipe.validate import validate_sample
 
@@ -91,6 +92,7 @@ def convert_sources(sources: list[tuple[str, list[str], str | None, str | None]]
     marker: a re-run whose inputs (path, size, modification time), settings and raypipe version
     match a finished run reuses it, unless `force`.
     """
+    check_output(out_dir, "dir", inputs=[path for _, inputs, _, _ in sources for path in inputs])
     plan = []
     for format_name, inputs, source, lang in sources:
         fmt = get_format(format_name)

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
 from raypipe.schema import Message, Sample
 from raypipe.synth.prompting import functions_json, spec_names
@@ -219,9 +220,9 @@ class NegativesStage:
 
 @dataclass
 class NegativesConfig:
-    inputs: list[str]
-    out: str
-    tool_pool: str | None = None  # JSON list of function specs; None: raypipe's shipped pool
+    inputs: list[str] = input_paths()
+    out: str = output_path()
+    tool_pool: str | None = input_paths(default=None)  # JSON list of function specs; None: raypipe's shipped pool
     seed: int = 0
     min_functions: int = 2  # add distractors from the pool until this many functions remain
     drop_lookalikes: bool = True  # also remove kept functions that look like a called one

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
 from raypipe.schema import Message, Sample, ToolCall
 from raypipe.synth.prompting import (
@@ -231,8 +232,8 @@ def with_reasons(sample: Sample, reasons: dict[int, str]) -> Sample:
 
 @dataclass
 class ReasoningConfig:
-    inputs: list[str]
-    out: str
+    inputs: list[str] = input_paths()
+    out: str = output_path()
     llm: LLMConfig = field(default_factory=LLMConfig)
     few_shot: bool = True  # include the worked examples in every request
     overwrite: bool = False  # re-explain turns that already carry reasoning

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
 from raypipe.schema import Message, Sample, ToolCall
 from raypipe.synth.prompting import functions_json, name_mentioned, numbers_in, pretty_json, spec_names
@@ -318,8 +319,8 @@ def apply_translation(sample: Sample, translated: list[dict[str, Any]], language
 
 @dataclass
 class TranslateConfig:
-    inputs: list[str]
-    out: str
+    inputs: list[str] = input_paths()
+    out: str = output_path()
     llm: LLMConfig = field(default_factory=LLMConfig)
     target_lang: str = "zh-TW"  # language code written to `Sample.lang`
     language_name: str | None = None  # needed for codes not in `LANGUAGES`
