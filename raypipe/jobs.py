@@ -145,18 +145,26 @@ def init_ray(ray_config: RayConfig, address_override: str | None = None) -> None
     if ray.is_initialized():
         return
     address = address_override or ray_config.address
+    from raypipe.console import quiet_ray, quiet_ray_startup, ray_logging_level
+
+    quiet_ray_startup()
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True, logging_level=ray_logging_level())
+        quiet_ray()
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                              "logging_level": ray_logging_level()}
     if ray_config.num_cpus is not None:
         kwargs["num_cpus"] = ray_config.num_cpus
     if ray_config.object_store_memory_mb is not None:
         kwargs["object_store_memory"] = ray_config.object_store_memory_mb * 1024 * 1024
     ray.init(**kwargs)
+    quiet_ray()
 
 
 def run_job(path: str | Path, address: str | None = None) -> JobContext:
+    from raypipe.console import heartbeat
+
     job, planned = check_job_file(path)  # a bad path fails now, not after an hour of step 1
     init_ray(job.ray, address)
     ctx = JobContext(name=job.name, job_file=str(path))
@@ -164,7 +172,8 @@ def run_job(path: str | Path, address: str | None = None) -> JobContext:
     for p in planned:
         started = time.monotonic()
         print(f"[raypipe] step {p.label} ...", flush=True)
-        summary = p.step.run(p.config, ctx) or {}
+        with heartbeat(f"step {p.label}"):
+            summary = p.step.run(p.config, ctx) or {}
         ctx.results[p.label] = summary
         took = time.monotonic() - started
         print(f"[raypipe] step {p.label} done in {took:.1f}s: {json.dumps(summary, default=str)}", flush=True)
