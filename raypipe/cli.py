@@ -79,6 +79,12 @@ def _user_error_class(module: str, name: str) -> bool:
     return isinstance(cls, type) and issubclass(cls, USER_ERRORS)
 
 
+def remote_user_error(text: str) -> str | None:
+    """The message of the last raypipe user error named in the text of a remote traceback."""
+    found = [m for m in _REMOTE_ERROR.finditer(text) if _user_error_class(m.group(1), m.group(2))]
+    return _one_line(found[-1].group(3)) if found else None
+
+
 def user_error_lines(exc: BaseException) -> list[str] | None:
     """The `raypipe: error:` lines for a user error (also one wrapped by Ray), else None."""
     seen: set[int] = set()
@@ -102,9 +108,9 @@ def user_error_lines(exc: BaseException) -> list[str] | None:
             ray_texts.append(str(e))
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     for text in ray_texts:  # the cause object is gone; its "module.Class: message" line is not
-        found = [m for m in _REMOTE_ERROR.finditer(text) if _user_error_class(m.group(1), m.group(2))]
-        if found:
-            return [_one_line(found[-1].group(3))]
+        message = remote_user_error(text)
+        if message:
+            return [message]
     return None
 
 

@@ -1,10 +1,13 @@
 """What a job shows on the terminal: raypipe's own lines, not Ray's.
 
 Ray logs its start-up, every Dataset's execution plan and, when stdout is not a terminal, a
-multi-line progress block every 10 s per Dataset. `quiet_ray()` keeps those off the terminal
-(they still go to the session's log folder, `/tmp/ray/session_*/logs`): Ray's own loggers show
-warnings and errors only, and a Dataset shows one progress bar (not one per operator) on a
-terminal. `RAYPIPE_DEBUG=1` keeps Ray as talkative as it is by default.
+multi-line progress block every 10 s per Dataset; it forwards every line its workers print
+(stack traces of failed actors, raylet retry notices). `quiet_ray()` keeps those off the
+terminal (they still go to the session's log folder, `/tmp/ray/session_*/logs`): Ray's own
+loggers show warnings and errors only (not its stack of an error the CLI reports in one line),
+forwarded worker output keeps raypipe's own `[raypipe] ...` lines, and a Dataset shows one
+progress bar (not one per operator) on a terminal. `RAYPIPE_DEBUG=1` keeps Ray as talkative as
+it is by default.
 
 `heartbeat(label)` keeps a long job step from going silent: a line every `LOG_EVERY_S`
 seconds while it runs (Ray Data's one bar per Dataset is the live line on a terminal; two live
@@ -29,15 +32,70 @@ def ray_logging_level() -> int:
     return logging.INFO if debug_enabled() else logging.WARNING
 
 
-# Warnings Ray gives every run that say nothing to act on (the second is about our own setting).
+# What Ray logs on the console that says nothing to act on: a warning every run gives, one about
+# our own setting, and the lines Ray Data logs just before it raises an error to the caller
+# (which then reports it: in one line for a user error, with its traceback for a bug).
 NOISE = ("Token authentication is enabled for this Ray cluster",
-         "Progress bars for operators disabled")
+         "Progress bars for operators disabled",
+         "Exception occurred in Ray Data or Ray Core internal code",
+         "Exception occurred in user code, with the abbreviated stack",
+         "actors died during initialization")
 
 
 class _DropNoise(logging.Filter):
+    """Drops the NOISE warnings, and Ray's own report (with its stack) of an exception that is a
+    raypipe user error: the CLI prints that one as one line."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(n in message for n in NOISE)
+        if any(n in message for n in NOISE):
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            from raypipe.cli import user_error_lines
+
+            return user_error_lines(record.exc_info[1]) is None
+        return True
+
+
+def _only_raypipe_lines(handler):
+    """Worker output forwarded to the driver, keeping raypipe's own lines (`[raypipe] ...`, e.g.
+    training progress printed by Ray Train workers); the rest stays in the workers' log files."""
+
+    def forward(data):
+        lines = [line for line in data.get("lines", []) if "[raypipe]" in line]
+        if lines:
+            handler({**data, "lines": lines})
+
+    return forward
+
+
+def _drop_user_error_notices(print_fn):
+    """Ray's notices pushed to the driver ("Task X failed ... Error: <traceback>") for a task that
+    failed with a raypipe user error: the CLI reports it in one line. Other notices (a worker
+    killed for memory, a node lost) still print."""
+    from raypipe.cli import remote_user_error
+
+    def forward(data, *args, **kwargs):
+        if data.get("pid") == "raylet" and any(remote_user_error(line) for line in data.get("lines", [])):
+            return None
+        return print_fn(data, *args, **kwargs)
+
+    forward.raypipe_filter = True
+    return forward
+
+
+def _filter_worker_output() -> None:
+    try:  # Ray's private dispatcher of forwarded worker output; if it moved, output stays as is
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:
+        return
+    with dispatcher._lock:
+        dispatcher.handlers = [(name, _only_raypipe_lines(h) if name == "ray_print_logs" else h)
+                               for name, h in dispatcher.handlers]
+    import ray._private.worker as ray_worker
+
+    if not getattr(ray_worker.print_to_stdstream, "raypipe_filter", False):
+        ray_worker.print_to_stdstream = _drop_user_error_notices(ray_worker.print_to_stdstream)
 
 
 def quiet_ray_startup() -> None:
@@ -66,6 +124,7 @@ def quiet_ray() -> None:
                 handler.setLevel(max(handler.level, logging.WARNING))
                 handler.addFilter(_DropNoise())
     ray.data.DataContext.get_current().enable_operator_progress_bars = False  # one bar per Dataset
+    _filter_worker_output()
 
 
 def _duration(seconds: float) -> str:
