@@ -20,6 +20,7 @@ from raypipe.io import fs
 # JSON's own whitespace: a line of only these is blank. Anything else (a form feed, a stray
 # control character) is a line that holds something, so it is a reject, never skipped unseen.
 JSON_WHITESPACE = " \t\r\n"
+BOM_BYTES = b"\xef\xbb\xbf"
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
@@ -39,15 +40,8 @@ def iter_records(path: str) -> Iterator[Record]:
         yield from _array_records(path)
         return
     for n, data in fs.iter_byte_lines(path):
-        try:
-            line = fs.decode_line(data)
-        except UnicodeDecodeError as exc:
-            yield Record(n, data.decode("utf-8", errors="backslashreplace"),
-                         error=fs.undecodable_reason(data, exc))
-            continue
-        if not line.strip(JSON_WHITESPACE):
-            continue
-        yield parse(n, line)
+        if not is_blank(data):
+            yield parse_line(path, n, data)
 
 
 def parse(line: int | None, raw: str) -> Record:
@@ -163,3 +157,26 @@ def _parquet_records(path: str) -> Iterator[Record]:
         yield Record(row_number + 1, "", error=f"cannot read Parquet after row {row_number}: "
                      f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
                      "the rest of the file could not be read")
+
+
+def first_char(path: str) -> str:
+    """The first character of a text file after a BOM and whitespace ('[' means a JSON array)."""
+    return _first_char(path)
+
+
+def is_blank(raw: bytes) -> bool:
+    """A JSON Lines line of JSON whitespace only (a BOM at its start is not content)."""
+    if raw.startswith(BOM_BYTES):
+        raw = raw[len(BOM_BYTES):]
+    return not raw.strip(JSON_WHITESPACE.encode())
+
+
+def parse_line(path: str, line: int, raw: bytes) -> Record:
+    """One JSON Lines record from the raw bytes of its line: a line that is not UTF-8 is an
+    error of that line alone (naming the byte and column); a BOM at its start is dropped."""
+    try:
+        text = fs.decode_line(raw.rstrip(b"\r\n"))
+    except UnicodeDecodeError as exc:
+        return Record(line, raw.decode("utf-8", errors="backslashreplace"),
+                      error=fs.undecodable_reason(raw, exc))
+    return parse(line, text)

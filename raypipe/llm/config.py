@@ -36,7 +36,9 @@ class LLMConfig:
     base_url: str = url(default="https://api.openai.com/v1")  # any OpenAI-compatible endpoint (vLLM, Azure...)
     model: str = "gpt-4o-mini"
     api_key_env: str = env_var(default="OPENAI_API_KEY")  # name of the env var holding the key (never the key)
-    temperature: float = number(ge=0, default=0.0)
+    # None: the stage's own default (0 for stages that check or transform; > 0 for stages that
+    # generate new dialogs, so that two dialogs over the same tools differ)
+    temperature: float | None = number(ge=0, default=None)
     max_tokens: int = number(ge=1, default=1024)
     concurrency: int = 64  # requests in flight per actor
     num_actors: int = 2
@@ -78,6 +80,12 @@ class LLMConfig:
             problems.append("response_format must be null or 'json_object'")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def with_default_temperature(self, temperature: float) -> "LLMConfig":
+        """This config, with `temperature` where the user left it unset."""
+        from dataclasses import replace
+
+        return self if self.temperature is not None else replace(self, temperature=temperature)
 
     def price(self) -> Price:
         return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model) or Price()

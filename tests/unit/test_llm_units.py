@@ -9,7 +9,6 @@ from raypipe.config import ConfigError, load_config
 from raypipe.llm import LLMConfig, RequestCache, cache_key, parse_json_answer
 from raypipe.llm.client import classify
 from raypipe.llm.limiter import RateSchedule
-from raypipe.llm.store import StageStore
 
 pytestmark = pytest.mark.unit
 
@@ -137,19 +136,6 @@ def test_classify_statuses():
     assert classify(status_error(408))[0] == "retry"
     assert classify(status_error(502))[0] == "retry"
     assert classify(json.JSONDecodeError("x", "d", 0))[0] == "retry"
-
-
-def test_store_markers_and_orphans(tmp_path):
-    import pyarrow as pa
-
-    store = StageStore(str(tmp_path / "out"))
-    store.write_batch(["a", "b"], pa.table({"id": ["a", "b"]}), None, {"completed": 2})
-    (tmp_path / "out" / "data" / "part-orphan.parquet").write_bytes(b"x")
-    (tmp_path / "out" / "data" / ".tmp-123").write_bytes(b"x")
-    markers = store.read_markers()
-    assert [m["ids"] for m in markers] == [["a", "b"]]
-    assert store.remove_orphans(markers) == 2
-    assert len(os.listdir(tmp_path / "out" / "data")) == 1
 
 
 def test_cache_through_a_filesystem_uri(tmp_path):
