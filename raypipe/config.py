@@ -216,8 +216,8 @@ def _convert(tp: Any, value: Any, path: str, problems: Problems) -> Any:
         out = {}
         for k, v in value.items():
             if key_t is str and not isinstance(k, str):
-                problems.add(f"{path}.{k}", f"keys must be strings, got {type(k).__name__} {short_repr(k)}")
-            out[k] = _convert(val_t, v, f"{path}.{k}", problems)
+                problems.add(f"{path}.{_key(k)}", f"keys must be strings, got {type(k).__name__}")
+            out[k] = _convert(val_t, v, f"{path}.{_key(k)}", problems)
         return out
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -229,6 +229,12 @@ def _convert(tp: Any, value: Any, path: str, problems: Problems) -> Any:
         return value
     problems.add(path, f"expected {_type_name(tp)}, got {type(value).__name__} {short_repr(value)}")
     return value
+
+
+def _key(key: Any) -> str:
+    """A mapping key as a field path shows it (bounded: keys come from the user's file)."""
+    text = str(key) if isinstance(key, (str, int, float, bool)) or key is None else short_repr(key)
+    return text if len(text) <= 60 else short_repr(text)
 
 
 def _hashable(value: Any) -> bool:
@@ -253,7 +259,7 @@ def _convert_dataclass(cls: type, value: Any, path: str, problems: Problems) -> 
     for key in value:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            problems.add(f"{path}.{key}", f"unknown key (known: {known})")
+            problems.add(f"{path}.{_key(key)}", f"unknown key (known: {known})")
     kwargs = {}
     for name, f in fields.items():
         if name in value:

@@ -36,6 +36,14 @@ def _loader_class():
             super().__init__(stream)
             self.duplicate_problems: list[tuple[int, str]] = []
 
+        def construct_yaml_int(self, node):
+            try:
+                return super().construct_yaml_int(node)
+            except ValueError:  # Python refuses int() of more than 4300 digits
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"an integer of {len(str(node.value))} digits is out of range",
+                    node.start_mark) from None
+
         def construct_mapping(self, node, deep=False):
             if isinstance(node, yaml.MappingNode):
                 first_line: dict[Any, int] = {}
@@ -55,6 +63,7 @@ def _loader_class():
                         first_line[key] = line
             return super().construct_mapping(node, deep=deep)
 
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     return Loader
 
 

@@ -24,7 +24,23 @@ def local_path(path: str) -> str:
     path = str(path)
     if path.startswith("file://"):
         path = path[len("file://"):]
+    if "\0" in path:  # no filesystem has such a name; compared as given (reported elsewhere)
+        return path
     return os.path.realpath(os.path.expanduser(path))
+
+
+def _show(path: str) -> str:
+    """A path as a message shows it: whole unless absurdly long."""
+    path = str(path)
+    return path if len(path) <= 300 else path[:150] + "..." + path[-100:]
+
+
+def _unusable(path: str) -> str | None:
+    if not str(path).strip():
+        return "the path is empty"
+    if "\0" in str(path):
+        return f"{_show(path)!r}: a path cannot hold a NUL character"
+    return None
 
 
 def _can_create_in(folder: str) -> bool:
@@ -43,29 +59,29 @@ def output_problem(path: str, kind: str = "dir") -> str | None:
     """Why raypipe cannot write `path` (a folder it fills, or a file), or None."""
     if is_uri(path) and not str(path).startswith("file://"):
         return None
-    if not str(path).strip():
-        return "an output path is empty"
+    if _unusable(path):
+        return f"output: {_unusable(path)}"
     target = local_path(path)
     if os.path.lexists(target):
         if kind == "dir" and not os.path.isdir(target):
-            return f"{path}: is a file; the output must be a folder"
+            return f"{_show(path)}: is a file; the output must be a folder"
         if kind == "file" and os.path.isdir(target):
-            return f"{path}: is a folder; the output must be a file"
+            return f"{_show(path)}: is a folder; the output must be a file"
         if kind == "dir":
-            return None if _can_create_in(target) else f"{path}: not writable (cannot create files in it)"
+            return None if _can_create_in(target) else f"{_show(path)}: not writable (cannot create files in it)"
         try:
             with open(target, "ab"):
                 pass
         except OSError as exc:
-            return f"{path}: not writable ({exc.strerror})"
+            return f"{_show(path)}: not writable ({exc.strerror})"
         return None
     parent = os.path.dirname(target)
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        return f"{path}: cannot be created: {parent} is a file"
+        return f"{_show(path)}: cannot be created: {_show(parent)} is a file"
     if not _can_create_in(parent):
-        return f"{path}: not writable (cannot create files in {parent})"
+        return f"{_show(path)}: not writable (cannot create files in {_show(parent)})"
     return None
 
 
@@ -101,11 +117,11 @@ def overlap_problem(out: str, inputs: Iterable[str], kind: str = "dir") -> str |
             continue
         base = glob_base(given)
         if target == base:
-            return f"{out}: is also an input ({given})"
+            return f"{_show(out)}: is also an input ({_show(given)})"
         if kind == "dir" and is_under(base, target):
-            return f"{out}: holds an input ({given}); write the output somewhere else"
+            return f"{_show(out)}: holds an input ({_show(given)}); write the output somewhere else"
         if kind == "dir" and is_under(target, base) and (_is_glob(given) or os.path.isdir(base)):
-            return f"{out}: is inside an input folder ({given}); a re-run would read it back"
+            return f"{_show(out)}: is inside an input folder ({_show(given)}); a re-run would read it back"
     return None
 
 
@@ -113,12 +129,12 @@ def input_problem(path: str) -> str | None:
     """Why `path` (a file, folder or glob) names nothing to read, or None."""
     if is_uri(path) and not str(path).startswith("file://"):
         return None
-    if not str(path).strip():
-        return "an input path is empty"
+    if _unusable(path):
+        return f"input: {_unusable(path)}"
     local = str(path)[len("file://"):] if str(path).startswith("file://") else os.path.expanduser(str(path))
     if any(c in local for c in GLOB_CHARS):
-        return None if glob.glob(local, recursive=True) else f"{path}: matches no files"
-    return None if os.path.exists(local) else f"{path}: no such file or folder"
+        return None if glob.glob(local, recursive=True) else f"{_show(path)}: matches no files"
+    return None if os.path.exists(local) else f"{_show(path)}: no such file or folder"
 
 
 def check_output(path: str, kind: str = "dir", inputs: Iterable[str] = ()) -> None:
