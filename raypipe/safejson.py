@@ -23,6 +23,7 @@ MAX_DEPTH = 100
 
 _TOKENS = re.compile(r'[\[\]{}"\\]')
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JSONValueError(ValueError):
@@ -156,3 +157,11 @@ def raw_decode(text: str, pos: int, limit: int = MAX_DEPTH) -> tuple[Any, int]:
     check_text(raw, limit)
     check_unicode(value, raw)
     return value, end
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """`json.dumps(ensure_ascii=False)` whose text can always be written as UTF-8: a lone
+    surrogate (hostile model output can carry one) is written as its `\\udXXX` escape, which
+    reads back as the same string."""
+    text = json.dumps(value, ensure_ascii=False, **kwargs)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -54,8 +54,8 @@ def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
     import time
     from pathlib import Path
 
+    from raypipe import safejson
     from raypipe.eval.scoring import score_result_files
-
     from raypipe.io.paths import check_output
 
     check_output(cfg.out, "file", inputs=[cfg.results])  # before scoring, not after
@@ -65,7 +65,7 @@ def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
     elapsed = time.perf_counter() - started
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    out.write_text(safejson.dumps(report, indent=1) + "\n", encoding="utf-8")  # model output may hold lone surrogates
     log(format_summary(report))
     total = sum(c["total"] for c in report["categories"].values())
     log(f"scored {total} items in {elapsed:.2f} s (checking alone {report['scoring_seconds']:.2f} s); report: {out}")
