@@ -50,15 +50,12 @@ class ScoreBfclConfig:
 
 def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
     """Score, write the report, log the summary table and the time; returns the report."""
-    import json
     import time
     from pathlib import Path
 
     from raypipe import safejson
     from raypipe.eval.scoring import score_result_files
-    from raypipe.io.paths import check_output
 
-    check_output(cfg.out, "file", inputs=[cfg.results])  # before scoring, not after
     started = time.perf_counter()
     report = score_result_files(cfg.data, cfg.lang, cfg.results, cfg.decoder, cfg.underscore_to_dot,
                                 subset=cfg.subset)

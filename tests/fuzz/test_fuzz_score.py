@@ -70,6 +70,19 @@ def damaged_results(draw):
     return category, Damaged(data, None, how)
 
 
+def _has_hostile_output_fixes() -> bool:
+    """Scoring's own fixes for hostile output (issue 14 item 4: BOM, deep and huge values in
+    result files, numbers the checker cannot compare) come from the scoring branch; its reader
+    grew an `on_too_deep` hook with them."""
+    import inspect
+
+    from raypipe.eval.bfcl_data import read_jsonl
+
+    return "on_too_deep" in inspect.signature(read_jsonl).parameters
+
+
+@pytest.mark.skipif(not _has_hostile_output_fixes(),
+                    reason="needs scoring's hostile-output fixes (issue 14 item 4, branch bfcl)")
 def test_score_survives_damaged_result_files(fuzz_settings):
     workdir = Path(tempfile.mkdtemp(prefix="raypipe-fuzz-score-"))
     try:
