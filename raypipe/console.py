@@ -36,6 +36,7 @@ def ray_logging_level() -> int:
 # our own setting, and the lines Ray Data logs just before it raises an error to the caller
 # (which then reports it: in one line for a user error, with its traceback for a bug).
 NOISE = ("Token authentication is enabled for this Ray cluster",
+         "is deprecated",  # Ray's deprecation notices: for developers, not for a job's user
          "Progress bars for operators disabled",
          "Exception occurred in Ray Data or Ray Core internal code",
          "Exception occurred in user code, with the abbreviated stack",
@@ -104,10 +105,17 @@ def quiet_ray_startup() -> None:
 
     if debug_enabled():
         return
+    import warnings
+
     import ray  # noqa: F401 - configures the "ray" logger and its handlers
 
     for handler in logging.getLogger("ray").handlers:
         handler.addFilter(_DropNoise())
+    try:
+        from ray.util.annotations import RayDeprecationWarning
+    except ImportError:
+        return
+    warnings.filterwarnings("ignore", category=RayDeprecationWarning)
 
 
 def quiet_ray() -> None:
