@@ -97,3 +97,16 @@ def test_a_job_is_quiet_and_a_failure_inside_ray_is_one_line(tmp_path):
     assert not [line for line in noise if " INFO " in line or "Traceback" in line or "logging_progress" in line], noise
     assert len(noise) <= 2, noise
     assert "[raypipe] step 0:convert done" in proc.stdout and "[raypipe] step 1:stats done" in proc.stdout
+
+
+def test_a_missing_api_key_variable_is_one_line(local_ray, tmp_path, capsys, monkeypatch):
+    from raypipe.console import quiet_ray
+
+    quiet_ray()  # what the CLI's init_ray does after starting Ray (here the session's Ray is running)
+    monkeypatch.delenv("RAYPIPE_TEST_UNSET_KEY", raising=False)
+    code = main(["synth", "reasoning", str(SAMPLES_JSONL), "--out", str(tmp_path / "out"),
+                 "--base-url", "http://127.0.0.1:9/v1", "--api-key-env", "RAYPIPE_TEST_UNSET_KEY"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err[-5:]
+    assert err[-1].startswith("raypipe: error: environment variable RAYPIPE_TEST_UNSET_KEY is not set"), err[-5:]
+    assert not any("Traceback" in line for line in err), err
