@@ -279,7 +279,8 @@ def _convert_dataclass(cls: type, value: Any, path: str, problems: Problems) -> 
             problems.add(path, problem)
         return None
     except (ValueError, TypeError, RaypipeError) as exc:  # __post_init__ cross-field checks
-        problems.add(path, str(exc))
+        message = " ".join(str(exc).split())  # their {value!r} is not bounded: the message is
+        problems.add(path, message if len(message) <= 300 else message[:297] + "...")
         return None
 
 
