@@ -27,7 +27,7 @@ LOG_EVERY_S = 60.0
 
 
 def ray_logging_level() -> int:
-    from raypipe.cli import debug_enabled
+    from raypipe.contract import debug_enabled
 
     return logging.INFO if debug_enabled() else logging.WARNING
 
@@ -52,7 +52,7 @@ class _DropNoise(logging.Filter):
         if any(n in message for n in NOISE):
             return False
         if record.exc_info and record.exc_info[1] is not None:
-            from raypipe.cli import user_error_lines
+            from raypipe.contract import user_error_lines
 
             return user_error_lines(record.exc_info[1]) is None
         return True
@@ -74,7 +74,7 @@ def _drop_user_error_notices(print_fn):
     """Ray's notices pushed to the driver ("Task X failed ... Error: <traceback>") for a task that
     failed with a raypipe user error: the CLI reports it in one line. Other notices (a worker
     killed for memory, a node lost) still print."""
-    from raypipe.cli import remote_user_error
+    from raypipe.contract import remote_user_error
 
     def forward(data, *args, **kwargs):
         if data.get("pid") == "raylet" and any(remote_user_error(line) for line in data.get("lines", [])):
@@ -101,7 +101,7 @@ def _filter_worker_output() -> None:
 
 def quiet_ray_startup() -> None:
     """Before `ray.init`: its start-up warnings go through the "ray" logger's console handler."""
-    from raypipe.cli import debug_enabled
+    from raypipe.contract import debug_enabled
 
     if debug_enabled():
         return
@@ -120,7 +120,7 @@ def quiet_ray_startup() -> None:
 
 def quiet_ray() -> None:
     """Keep Ray's INFO chatter on the driver off the console (call after `ray.init`)."""
-    from raypipe.cli import debug_enabled
+    from raypipe.contract import debug_enabled
 
     if debug_enabled():
         return

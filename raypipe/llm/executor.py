@@ -51,6 +51,12 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
         return _dry_run(stage, llm, log, allow_incomplete)
     use_ray = _use_ray(executor)
     started = time.monotonic()
+    fingerprint = stage.source_fingerprint()
+    finished = _finished_summary(out, fingerprint) if not retry_rejects else None
+    if finished is not None:
+        log(f"[{stage.name}] up to date: {out} ({finished['rows_in']} rows, all settled) over the "
+            "same inputs; nothing to do")
+        return {**finished, "up_to_date": True}
     with begin_write(out, stage.name, stage.inputs(), resumable=True) as writer:
         if retry_rejects:
             retried = writer.retract_rejects()
@@ -73,7 +79,14 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
             raise
         progress.final()
         summary = _summary(stage, llm, writer, progress, started)
-        writer.finalize(rows_in=summary["rows_in"], summary=summary)
+        writer.finalize(rows_in=summary["rows_in"], summary=summary,
+                        extra_manifest={"source_fingerprint": fingerprint})
+    this_run = progress.sums
+    if summary["pending"] and this_run["requests"] and not this_run["responses"] and stage.uses_llm():
+        raise FatalJobError(
+            f"{llm.base_url} never answered: {this_run['requests']} requests failed "
+            f"({progress.last_pending or 'see the log'}); check llm.base_url and that the endpoint is "
+            f"up (the {summary['pending']} rows are pending: re-run the same command once it is)")
     if summary["pending"]:
         kinds = ", ".join(f"{k.removeprefix('pending: ')} x{n}" for k, n in progress.pending_reasons().items())
         raise PendingRowsError(
@@ -81,6 +94,20 @@ def run_stage(stage: LLMStage, *, out: str, executor: Executor = "auto", dry_run
             f"transient failures ({kinds or 'see the log'}); re-run the same command to do them "
             f"(finished rows are kept: {out})", summary)
     return summary
+
+
+def _finished_summary(out: str, fingerprint: str | None) -> dict[str, Any] | None:
+    """The summary of a complete run over the same source, if `out` holds one."""
+    from raypipe.io import fs
+    from raypipe.io.dataset import open_dataset, read_manifest
+
+    if fingerprint is None or not fs.exists(out):
+        return None
+    manifest = read_manifest(out)
+    if (manifest is None or manifest.get("source_fingerprint") != fingerprint
+            or not open_dataset(out).complete):
+        return None
+    return json.loads(fs.read_text(fs.join(out, "summary.json")))
 
 
 def _summary(stage: LLMStage, llm, writer, progress: "Progress", started: float) -> dict[str, Any]:
@@ -146,7 +173,7 @@ def _run_ray(stage, llm, worker_kwargs: dict, ids_files: list[str], progress: "P
     # which a job does not outlive, so losing a worker node never loses that state.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
     ds = ds.map_batches(Triage, fn_constructor_kwargs={"done": done}, batch_format="pyarrow",
-                        concurrency=1, num_cpus=0, scheduling_strategy=here)
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0, scheduling_strategy=here)
     limiters, handles = _limiters(stage.llms()) if stage.uses_llm() else ({}, [])
     # Enough batches per actor that its request window stays full while one batch finishes.
     calls = max(2, -(-2 * llm.concurrency // llm.batch_size) + 1)
@@ -259,6 +286,7 @@ class Progress:
         self.sums = {k: 0 for k in SUMMARY_FIELDS}
         self.reasons: dict[str, int] = {}
         self.last_reason = ""
+        self.last_pending = ""
 
     def add(self, summary: dict) -> None:
         for k in self.sums:
@@ -267,6 +295,8 @@ class Progress:
             self.reasons[kind] = self.reasons.get(kind, 0) + n
         if summary.get("last_reason") and not summary["last_reason"].startswith("pending"):
             self.last_reason = summary["last_reason"]
+        elif summary.get("last_reason"):
+            self.last_pending = summary["last_reason"].removeprefix("pending: ")
         self._check_error_rate()
         now = time.monotonic()
         if self.llm.progress_interval_s and now - self.last_print >= self.llm.progress_interval_s:

@@ -80,6 +80,22 @@ class LLMStage:
         """Paths the stage reads (an output among them is refused before anything runs)."""
         return list(getattr(self.config, "inputs", []) or [])
 
+    def source_fingerprint(self) -> str | None:
+        """What the source is, so that a finished run over the same source is not read again:
+        by default the input files' paths, sizes and modification times. None: always run."""
+        import hashlib
+        import json
+
+        from raypipe.io import fs
+        from raypipe.io.dataset import expand_inputs
+
+        paths = self.inputs()
+        if not paths:
+            return None
+        files = expand_inputs(paths)
+        spec = [self.name, *[[f, *fs.stat(f)] for f in files]]
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
     # -- the work, per row --------------------------------------------------------------------
     def prompt(self, row: dict) -> list[dict]:
         raise TypeError(f"stage {self.name!r} defines neither prompt() nor program()")

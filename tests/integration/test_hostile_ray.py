@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.cli import main, user_error_lines
+from raypipe.cli import main
+from raypipe.contract import user_error_lines
 from raypipe.data import SAMPLES_JSONL
 from raypipe.errors import FatalJobError, RaypipeError
 

@@ -5,7 +5,7 @@ import pytest
 
 from raypipe.cli import build_parser, main
 from raypipe.data import IF_JSONL, SAMPLES_JSONL, SOURCES_DIR
-from raypipe.registry import all_commands
+from raypipe.commands import all_commands
 
 pytestmark = pytest.mark.unit
 

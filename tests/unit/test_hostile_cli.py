@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from raypipe.cli import main, user_error_lines
+from raypipe.cli import main
+from raypipe.contract import user_error_lines
 from raypipe.console import heartbeat
 from raypipe.data import BFCL_MINI_DIR, SAMPLES_JSONL
 from raypipe.errors import FatalJobError, RaypipeError
