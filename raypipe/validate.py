@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from raypipe.schema import ROLES, Sample
+from raypipe.schema import ROLES, Sample, shape_problems
 
 
 @dataclass(frozen=True)
@@ -118,14 +118,31 @@ def _check_schema(schema: dict[str, Any], path: str) -> list[Problem]:
     return problems
 
 
+def spec_problems(params: Any) -> list[tuple[str, str]]:
+    """(field, message) for a parameters object the checks cannot read."""
+    if not isinstance(params, dict):
+        return [("", f"expected an object, got {type(params).__name__}")]
+    problems = []
+    props = params.get("properties")
+    if props is not None and not isinstance(props, dict):
+        problems.append((".properties", f"expected an object, got {type(props).__name__}"))
+    required = params.get("required")
+    if required is not None and not (isinstance(required, list) and all(isinstance(n, str) for n in required)):
+        problems.append((".required", "expected a list of argument names"))
+    return problems
+
+
 def check_arguments(arguments: Any, params: dict[str, Any], path: str) -> list[Problem]:
     """Required present, nothing undeclared, each value typed as declared."""
     if not isinstance(arguments, dict):
         return [Problem(path, f"arguments must be an object, got {type(arguments).__name__}")]
     props = params.get("properties") or {}
+    required = params.get("required") or []
+    if spec_problems(params):  # reported once, on the function spec itself
+        return []
     problems = [
         Problem(f"{path}.{name}", "required argument missing")
-        for name in params.get("required") or []
+        for name in required
         if name not in arguments
     ]
     for key, value in arguments.items():
@@ -139,6 +156,9 @@ def check_arguments(arguments: Any, params: dict[str, Any], path: str) -> list[P
 
 
 def validate_sample(sample: Sample) -> list[Problem]:
+    shape = shape_problems(sample)
+    if shape:  # the checks below assume the schema's types
+        return [Problem(path, message) for path, message in shape]
     problems: list[Problem] = []
     specs: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(sample.functions):
@@ -150,7 +170,9 @@ def validate_sample(sample: Sample) -> list[Problem]:
         else:
             specs[name] = spec
         if isinstance(spec, dict):
-            problems += check_spec(spec, f"functions[{i}]")
+            unreadable = [Problem(f"functions[{i}].parameters{where}", message)
+                          for where, message in spec_problems(function_parameters(spec))]
+            problems += unreadable or check_spec(spec, f"functions[{i}]")
 
     if not sample.messages:
         problems.append(Problem("messages", "conversation is empty"))

@@ -12,13 +12,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from raypipe import safejson
 from raypipe.errors import RaypipeError
 from raypipe.io import fs
 from raypipe.io.formats import ConversionError, Format, SourceContext, formats
 from raypipe.io.hf_layouts import drop_arrow_nulls, expand_source_files, iter_source_records
 from raypipe.io.dataset import DatasetWriter, begin_write, read_manifest
 from raypipe.io.writers import DEFAULT_SHARD_ROWS, SampleWriter, check_shard_rows, finalize_samples, make_reject
-from raypipe.schema import Sample
+from raypipe.schema import Sample, shape_problems
 from raypipe.validate import validate_sample
 
 STAGE = "convert"
@@ -55,9 +56,13 @@ def convert_file(path: str, fmt: Format, *, source: str | None = None, lang: str
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a shape no rule foresaw
             yield reject(f"cannot convert: {type(exc).__name__}: {exc}")
             continue
+        except RecursionError:  # a converter walking a value nested too deep
+            yield reject(f"nesting deeper than {safejson.MAX_DEPTH}")
+            continue
         if nested_columns and fmt.name != "canonical":  # raypipe's own rows hold JSON strings
             ctx.notes["arrow_nulls_dropped"] += drop_arrow_nulls(sample, nested_columns)
-        problems = validate_sample(sample) if validate else []
+        problems = validate_sample(sample) if validate else [
+            f"{path}: {message}" for path, message in shape_problems(sample)]
         if problems:
             yield reject("invalid: " + "; ".join(str(p) for p in problems), sample.id)
         else:

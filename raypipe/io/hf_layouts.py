@@ -84,11 +84,15 @@ def iter_source_records(path: str) -> tuple[Iterator[Record], set[str]]:
         schema, batches = _arrow_batches(path)
         return _rows(batches), _nested(schema)
     if path.endswith(".parquet"):
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         filesystem, inner = fs.resolve(path)
-        with filesystem.open_input_file(inner) as f:
-            schema = pq.read_schema(f)
+        try:
+            with filesystem.open_input_file(inner) as f:
+                schema = pq.read_schema(f)
+        except (pa.ArrowException, OSError):  # a damaged file: iter_records says why, row by row
+            return iter_records(path), set()
         return iter_records(path), _nested(schema)
     return iter_records(path), set()
 

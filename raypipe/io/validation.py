@@ -12,7 +12,7 @@ from typing import Iterator
 
 from raypipe.io.formats import ConversionError, Format, SourceContext
 from raypipe.io.hf_layouts import expand_source_files, iter_source_records
-from raypipe.schema import Sample
+from raypipe.schema import Sample, id_problem
 from raypipe.validate import validate_sample
 
 
@@ -47,6 +47,9 @@ def check_files(paths: list[str], fmt: Format, *, allow_incomplete: bool = False
             except ConversionError as exc:
                 yield [Finding(path, rec.line, None, "", str(exc))]
                 continue
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # as convert does
+                yield [Finding(path, rec.line, None, "", f"cannot convert: {type(exc).__name__}: {exc}")]
+                continue
             yield [Finding(path, rec.line, sample.id, p.path, p.message) for p in validate_sample(sample)]
 
 
@@ -58,7 +61,9 @@ def problems_of_batch(batch):
     for row in batch.to_pylist():
         sample = Sample.from_row(row)
         out["id"].append(sample.id)
-        out["problems"].append([f"{p.path}: {p.message}" for p in validate_sample(sample)])
+        problems = [f"{p.path}: {p.message}" for p in validate_sample(sample)]
+        wrong_id = None if problems else id_problem(sample)
+        out["problems"].append(problems + ([wrong_id] if wrong_id else []))
     return pa.table(out, schema=pa.schema([("id", pa.string()), ("problems", pa.list_(pa.string()))]))
 
 

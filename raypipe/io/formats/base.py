@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from raypipe import safejson
 from raypipe.schema import Lineage, Message, Sample, ToolCall, content_id
 
 
@@ -40,9 +41,11 @@ def parse_json_field(value: Any, field: str) -> Any:
     """A field that real datasets store either as a JSON string or as the decoded value."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return safejson.loads(value)
         except json.JSONDecodeError as exc:
             raise ConversionError(f"{field}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except ValueError as exc:  # nesting too deep, numbers out of range (safejson)
+            raise ConversionError(f"{field}: {exc}") from None
     return value
 
 
@@ -55,8 +58,8 @@ def decode_arguments(value: Any, where: str, ctx: SourceContext | None = None) -
     args = parse_json_field(value, where)
     if isinstance(args, str) and isinstance(value, str):
         try:
-            inner = json.loads(args)
-        except json.JSONDecodeError:
+            inner = safejson.loads(args)
+        except ValueError:  # not JSON, or hostile JSON: keep the string (the validator decides)
             inner = None
         if isinstance(inner, dict):
             if ctx is not None:

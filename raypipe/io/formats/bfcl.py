@@ -34,6 +34,7 @@ import posixpath
 import re
 from typing import Any
 
+from raypipe import safejson
 from raypipe.io import fs
 from raypipe.io.formats.base import ConversionError, SourceContext, lang_for, require
 from raypipe.schema import Message, Sample
@@ -115,7 +116,7 @@ def possible_answers(path: str) -> dict[str, Any]:
             answers = {}
             for _, line in fs.iter_lines(candidate):
                 if line.strip():
-                    row = json.loads(line)
+                    row = safejson.loads(line)
                     answers[str(row["id"])] = row.get("ground_truth")
             return answers
     return {}

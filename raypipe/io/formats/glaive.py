@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 
+from raypipe import safejson
 from raypipe.io.formats.base import ConversionError, SourceContext, decode_arguments, lang_for, require
 from raypipe.schema import Message, Sample, ToolCall
 
@@ -56,8 +57,8 @@ def parse_system(system: str) -> tuple[str | None, list[dict]]:
 def parse_call(text: str, where: str, ctx: SourceContext | None = None) -> ToolCall:
     body = text.strip()
     try:
-        obj = json.loads(body)
-    except json.JSONDecodeError:
+        obj = safejson.loads(body)
+    except ValueError:  # not JSON (the <functioncall> form below), or hostile JSON
         obj = None
     if isinstance(obj, dict) and isinstance(obj.get("name"), str):
         return ToolCall(obj["name"], decode_arguments(obj.get("arguments"), f"{where}: arguments", ctx))

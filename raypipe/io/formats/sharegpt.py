@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 
-from raypipe.io.formats.base import ConversionError, restore_exported, SourceContext, lang_for, name_and_arguments_call, parse_json_field, require
+from raypipe import safejson
+from raypipe.io.formats.base import (
+    ConversionError, SourceContext, lang_for, name_and_arguments_call, parse_json_field, require, restore_exported,
+)
 from raypipe.io.formats.openai_chat import unwrap_tool
 from raypipe.schema import Message, Sample, ToolCall
 
@@ -62,7 +65,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
 def _split_results(value: str, n_pending: int) -> list[str]:
     if n_pending > 1:
         try:
-            parsed = json.loads(value)
+            parsed = safejson.loads(value)
         except json.JSONDecodeError:
             parsed = None
         if isinstance(parsed, list) and len(parsed) == n_pending:
