@@ -157,7 +157,15 @@ class LLMClient:
         out.update(params)
         return out
 
+    async def flush_cache(self) -> None:
+        """Make every answer this client cached durable (call before committing rows that
+        used them): the cache buffers new entries and writes them as one segment."""
+        if self.cache is not None:
+            await self._in_io_thread(self.cache.flush)
+
     async def close(self) -> None:
+        if self.cache is not None:
+            await self._in_io_thread(self.cache.close)
         if self._openai is not None:
             for pool in self._openai:
                 await pool.close()

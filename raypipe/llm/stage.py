@@ -113,6 +113,7 @@ class LLMStage:
             "rows_out": data.num_rows if data is not None else 0, **counts,
         }
         if todo:
+            await self.client.flush_cache()  # the answers these rows used are durable first
             self.store.write_batch(
                 [r["id"] for r in todo], data, reject_table,
                 {**summary, "reasons": reasons},
