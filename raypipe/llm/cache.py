@@ -42,7 +42,9 @@ from raypipe.schema import canonical_json
 
 CACHE_FORMAT = 1  # part of every key: bump it to invalidate all entries
 SEGMENTS, INDEX = "segments", "index"
-OPEN_SEGMENTS = 64  # open segment handles kept per process (a hit is then one ranged read)
+# Open segment handles kept per process: a hit in an open segment is one ranged read (opening
+# one costs a HEAD on S3). Local handles are file descriptors: fewer of them.
+OPEN_SEGMENTS, OPEN_LOCAL_SEGMENTS = 4096, 64
 
 
 def cache_key(model: str, messages: list[dict], params: dict[str, Any]) -> str:
@@ -166,11 +168,10 @@ class RequestCache:
         else:
             loaded = [read(i) for i in new]
         with self._lock:
-            for info, parsed in loaded:
+            for info, _ in loaded:
                 self.io["index_reads"] += 1
                 self._index_files.add(info.base_name)
-                if parsed is not None:
-                    self._index.add(*parsed)
+            self._index.add_many([parsed for _, parsed in loaded if parsed is not None])
             self._loaded = True
             self._last_refresh = time.monotonic()
 
@@ -315,7 +316,7 @@ class RequestCache:
             handle = self._filesystem().open_input_file(path)
             with self._lock:
                 self._handles[path] = handle
-                while len(self._handles) > OPEN_SEGMENTS:
+                while len(self._handles) > (OPEN_LOCAL_SEGMENTS if self._local else OPEN_SEGMENTS):
                     self._handles.popitem(last=False)[1].close()
         self.io["ranged_reads"] += 1
         return handle.read_at(length, offset)

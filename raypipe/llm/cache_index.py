@@ -111,14 +111,26 @@ class KeyIndex:
             return 0
         new = np.array(records[keep], dtype=RECORD)
         new["seg"] = mapped[keep]
-        if len(new) + len(self.recent) < MERGE_AT and len(new) < 1000:
+        # Sorting costs O(n log n) for the whole array: done once per MERGE_AT new entries
+        # (and once for a whole batch of indexes read together), never per segment.
+        if len(new) + len(self.recent) < MERGE_AT:
             for r in new.tolist():
                 self.recent[(r[0], r[1])] = (r[2], r[4], r[3])
         else:
             self._merge(new)
-        if len(self.recent) >= MERGE_AT:
-            self._merge(np.zeros(0, dtype=RECORD))
         return len(new)
+
+    def add_many(self, indexes: list[tuple[list[tuple[str, int]], np.ndarray]]) -> int:
+        """Add several indexes (a refresh) with at most one sort."""
+        segments: list[tuple[str, int]] = []
+        parts = []
+        for segs, records in indexes:
+            shifted = np.array(records, dtype=RECORD)
+            shifted["seg"] += len(segments)
+            segments.extend(segs)
+            parts.append(shifted)
+        records = np.concatenate(parts) if parts else np.zeros(0, dtype=RECORD)
+        return self.add(segments, records)
 
     def _merge(self, new: np.ndarray) -> None:
         pending = np.array([(k[0], k[1], v[0], v[2], v[1]) for k, v in self.recent.items()],
