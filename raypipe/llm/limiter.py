@@ -238,6 +238,7 @@ class RayLimiter:
         self._slots: collections.deque = collections.deque()  # (monotonic time, tokens booked)
         self._lock: asyncio.Lock | None = None
         self._waiting = 0
+        self._asked: collections.deque = collections.deque()  # times of recent reserve() calls
         self._delta = self._successes = self._throttled = 0
         self._retry_after = 0.0
         self.lease_calls = 0
@@ -253,11 +254,17 @@ class RayLimiter:
         if self._lock is None:
             self._lock = asyncio.Lock()
         self._waiting += 1
+        now = time.monotonic()
+        self._asked.append(now)
+        while self._asked[0] < now - LEASE_WINDOW_S:
+            self._asked.popleft()
         try:
             async with self._lock:
                 self._drop_slots(stale_only=True)
                 if not self._slots:
-                    await self._lease(self._waiting, tokens)
+                    # Ask for what waits now, or for a window's worth at the recent pace (the
+                    # actor caps it at this client's share); unused slots go stale unused.
+                    await self._lease(max(self._waiting, len(self._asked)), tokens)
                 at, booked = self._slots.popleft()
                 self._delta += tokens - booked  # this request's own estimate, not the block's
         finally:

@@ -98,16 +98,16 @@ def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
     import ray
     import ray.data
 
-    from raypipe.llm.limiter import get_or_create_limiter, limiter_name
+    from raypipe.llm.limiter import get_or_create_limiter, limiter_name_for
 
     ds = ray.data.from_items(list(inputs)) if isinstance(inputs, (list, tuple)) else inputs
     if isinstance(inputs, (list, tuple)):
         _check_ids(inputs, common["stage"])
     limiter = None
     if llm.requests_per_minute or llm.tokens_per_minute:
-        name = limiter_name(llm.base_url, llm.model, llm.requests_per_minute, llm.tokens_per_minute)
+        name = limiter_name_for(llm)  # shared by every job with this endpoint, model and key
         limiter = get_or_create_limiter(name, llm.requests_per_minute, llm.tokens_per_minute)
-        ray.get(limiter.state.remote())  # exists before any worker looks it up
+        ray.get(limiter.state.remote())  # exists (on the head node) before any worker leases
         common = {**common, "limiter_name": name}
     # Start every actor before the first batch goes out, so that throughput (and the rate
     # limiter's budget) is not spent on a half-started pool. Restored after this stage.
@@ -131,7 +131,7 @@ def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
                 progress.add(summary)
     finally:
         context.wait_for_min_actors_s = saved_wait
-    del limiter  # the limiter actor ends with its last handle
+    del limiter  # detached: it outlives the job, and exits once idle (limiter.IDLE_EXIT_S)
     return rows_in
 
 

@@ -64,7 +64,7 @@ class LLMStage:
         if limiter is None and limiter_name is not None:
             from raypipe.llm.limiter import RayLimiter
 
-            limiter = RayLimiter(limiter_name)
+            limiter = RayLimiter(limiter_name, llm.requests_per_minute, llm.tokens_per_minute)
         self.client = LLMClient(llm, limiter=limiter)
         llm.api_key()  # a missing key stops the job when the actor starts, not row by row
         import openai  # noqa: F401  (import once at actor start, not inside the first batch)
