@@ -140,6 +140,8 @@ class LLMClient:
                 )
                 for _ in range(n_pools)
             ]
+            for pool in self._openai:  # openai resolves these lazily (~0.4 s): not in a rate slot
+                pool.chat.completions.with_raw_response  # noqa: B018
             self._pool_load = [0] * n_pools
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         return self._openai

@@ -9,6 +9,9 @@ its budget. Its name is a hash; the key never appears anywhere (the fingerprint 
 hash of the key, and only a hash of the fingerprint is the name). It runs on the head node (a
 worker node's loss cannot take it down) and exits after `IDLE_EXIT_S` without calls.
 
+Slot times are wall-clock times, so the network delay of a lease does not shift them: nodes
+are assumed NTP-synchronised (a node whose clock is off by d sends d early or late).
+
 Workers never ask it once per request: `RayLimiter` *leases* a block of send slots (about
 `LEASE_WINDOW_S` of the key's rate, shared among the clients that lease) and hands them out
 locally. 429s, successes and token corrections from `usage` travel with the next lease call.
@@ -135,10 +138,12 @@ class SharedLimiterActor:
 
     async def lease(self, client: str, want: int, tokens: int, requests_per_minute=None,
                     tokens_per_minute=None, delta_tokens: int = 0, successes: int = 0,
-                    throttled: int = 0, retry_after_s: float = 0.0) -> list[float]:
+                    throttled: int = 0, retry_after_s: float = 0.0, lead_s: float = 0.0) -> list[float]:
         """Book up to `want` slots of `tokens` tokens each for `client`; returns each slot's
-        delay in seconds from now. Carries the client's limits and its feedback since its
-        last lease: token corrections, successes, and 429s (with the longest Retry-After)."""
+        wall-clock time (time.time(): a reply's network delay does not shift it). Carries the client's limits and its feedback since its
+        last lease: token corrections, successes, and 429s (with the longest Retry-After).
+        `lead_s`: the client's last lease round trip; no slot starts sooner, so a reply's
+        slots are not already past (and sent together) when it arrives."""
         now = time.monotonic()
         self._touch(now)
         self.clients[client] = (requests_per_minute, tokens_per_minute, now)
@@ -154,7 +159,9 @@ class SharedLimiterActor:
         n = max(1, min(int(want), MAX_BLOCK, math.ceil(share)))
         self.leases += 1
         self.slots += n
-        return [self.schedule.reserve(tokens, now) for _ in range(n)]
+        lead = min(max(float(lead_s), 0.0), 1.0)
+        wall = time.time() + lead
+        return [wall + self.schedule.reserve(tokens, now + lead) for _ in range(n)]
 
     async def state(self) -> dict:
         """Effective limits and counters (no key, no fingerprint: nothing to leak)."""
@@ -182,11 +189,11 @@ class SharedLimiterActor:
             self._watch = asyncio.get_running_loop().create_task(self._exit_when_idle())
 
     async def _exit_when_idle(self) -> None:
-        import ray
-
         while True:
             await asyncio.sleep(min(30.0, self.idle_exit_s / 4))
             if time.monotonic() - self.last_call >= self.idle_exit_s:
+                import ray
+
                 # Not a crash: no restart. A later lease finds no actor and creates a new one.
                 ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
                 return
@@ -241,6 +248,7 @@ class RayLimiter:
         self._asked: collections.deque = collections.deque()  # times of recent reserve() calls
         self._delta = self._successes = self._throttled = 0
         self._retry_after = 0.0
+        self._round_trip = 0.0  # of the last lease call, seconds
         self.lease_calls = 0
         self.lease_failures = 0
 
@@ -294,8 +302,11 @@ class RayLimiter:
             try:
                 actor = self._actor or await asyncio.to_thread(self._find_actor)
                 self._actor = actor
-                ref = actor.lease.remote(self.client, want, tokens, self.rpm, self.tpm, **feedback)
-                delays = await asyncio.wait_for(asyncio.wrap_future(ref.future()), LEASE_TIMEOUT_S)
+                sent = time.monotonic()
+                ref = actor.lease.remote(self.client, want, tokens, self.rpm, self.tpm,
+                                         lead_s=self._round_trip, **feedback)
+                slots = await asyncio.wait_for(asyncio.wrap_future(ref.future()), LEASE_TIMEOUT_S)
+                self._round_trip = time.monotonic() - sent
             except Exception:  # actor gone, node lost, timeout: transient, find it again
                 self._actor = None
                 self.lease_failures += 1
@@ -308,8 +319,8 @@ class RayLimiter:
             self._throttled -= feedback["throttled"]
             if not self._throttled:
                 self._retry_after = 0.0
-            now = time.monotonic()
-            self._slots.extend((now + d, tokens) for d in delays)
+            offset = time.monotonic() - time.time()  # wall-clock slots -> this clock
+            self._slots.extend((at + offset, tokens) for at in slots)
             return
 
     def _find_actor(self):

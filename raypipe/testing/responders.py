@@ -12,7 +12,7 @@ from typing import Any, Callable
 from raypipe.testing.server import ResponderError, echo_responder
 
 __all__ = ["ResponderError", "echo_responder", "json_responder", "last_user_message",
-           "reask_aware", "fail_when"]
+           "reask_aware", "fail_when", "reasoning_responder"]
 
 
 def last_user_message(body: dict) -> str:
@@ -49,3 +49,21 @@ def fail_when(predicate: Callable[[dict], bool], status: int, inner: Callable[[d
         return inner(body)
 
     return respond
+
+
+def reasoning_responder(body: dict) -> str:
+    """A good teacher for `raypipe synth reasoning`: a reason that names exactly the calls the
+    task shows (the last ```json block of the last user message that is a list of calls).
+    Module level, so `MockLLMServer(process=True)` can run it in its own process."""
+    text = last_user_message(body)
+    calls: list = []
+    for block in text.split("```json\n")[1:]:
+        try:
+            value = json.loads(block.split("```", 1)[0])
+        except ValueError:
+            continue
+        if isinstance(value, list) and value and all(isinstance(c, dict) and "arguments" in c for c in value):
+            calls = value
+    names = " and ".join(dict.fromkeys(str(c.get("name")) for c in calls)) or "the tool"
+    return json.dumps({"reason": f"The user asks for exactly this, so {names} is called with the "
+                                 "values taken from the conversation."})

@@ -40,11 +40,10 @@ def make_limiter(actor: SharedLimiterActor, rpm=None, tpm=None) -> tuple[RayLimi
                     seen["fail"] -= 1
                     future.set_exception(RuntimeError("actor died"))
                     return _Ref(future)
-                now = time.monotonic()
                 task = asyncio.get_running_loop().create_task(actor.lease(*args, **kwargs))
 
                 def finish(t):
-                    seen["slots"].extend(now + d for d in t.result())
+                    seen["slots"].extend(t.result())
                     future.set_result(t.result())
 
                 task.add_done_callback(finish)
@@ -110,7 +109,9 @@ def test_feedback_rides_with_the_next_lease_and_429s_drop_leased_slots():
 
     seen, wait, held = asyncio.run(main())
     (_, first), *_, (_, second) = seen["args"]
-    assert first == {"delta_tokens": 0, "successes": 0, "throttled": 0, "retry_after_s": 0.0}
+    assert first == {"delta_tokens": 0, "successes": 0, "throttled": 0, "retry_after_s": 0.0,
+                     "lead_s": 0.0}
+    assert second["lead_s"] >= 0.0
     assert second["successes"] == 2 and second["throttled"] == 1 and second["retry_after_s"] == 2.0
     assert held == 5 and second["delta_tokens"] == -30 - 100 * held  # corrections + unused bookings
     assert actor.schedule.throttled == 1 and actor.schedule.scale == pytest.approx(0.9)
@@ -159,6 +160,17 @@ def test_stale_slots_are_dropped_not_sent_in_a_burst(monkeypatch):
         return seen
 
     assert asyncio.run(main())["calls"] == 2
+
+
+def test_a_slow_reply_does_not_hand_out_slots_already_past():
+    actor = SharedLimiterActor(requests_per_minute=600, tokens_per_minute=None)
+
+    async def main():
+        return await actor.lease("c", 3, 1, 600, None, lead_s=0.3)
+
+    before = time.time()
+    slots = asyncio.run(main())
+    assert slots[0] >= before + 0.3 and slots[1] - slots[0] == pytest.approx(0.1, abs=1e-6)
 
 
 def test_clients_that_stopped_leasing_no_longer_set_the_limit(monkeypatch):
