@@ -84,6 +84,7 @@ class KeyIndex:
 
     def __init__(self) -> None:
         self.sorted = np.zeros(0, dtype=RECORD)
+        self.his = np.zeros(0, dtype="<u8")  # sorted["hi"], contiguous: the searched column
         self.recent: dict[tuple[int, int], tuple[int, int, int]] = {}
         self.segments: list[tuple[str, int]] = []  # segment number -> (name, size)
         self.segment_numbers: dict[str, int] = {}
@@ -137,20 +138,20 @@ class KeyIndex:
                            dtype=RECORD) if self.recent else np.zeros(0, dtype=RECORD)
         merged = np.concatenate([self.sorted, pending, new])
         self.sorted = merged[np.argsort(merged["hi"], kind="stable")]
+        self.his = np.ascontiguousarray(self.sorted["hi"])
         self.recent = {}
 
     def find(self, hi: int, lo: int) -> tuple[str, int, int, int] | None:
         """(segment name, segment size, offset, length) of the key, or None."""
         hit = self.recent.get((hi, lo))
         if hit is None:
-            his = self.sorted["hi"]
-            start = int(np.searchsorted(his, np.uint64(hi), side="left"))
-            end = int(np.searchsorted(his, np.uint64(hi), side="right"))
-            for i in range(start, end):  # 64-bit prefixes collide about once in 2^32 pairs
-                if int(self.sorted["lo"][i]) == lo:
-                    r = self.sorted[i]
+            his, i = self.his, int(self.his.searchsorted(np.uint64(hi)))
+            while i < len(his) and int(his[i]) == hi:  # 64-bit prefixes: ~1 clash in 2^32 pairs
+                r = self.sorted[i]
+                if int(r["lo"]) == lo:
                     hit = (int(r["seg"]), int(r["off"]), int(r["len"]))
                     break
+                i += 1
         if hit is None:
             return None
         name, size = self.segments[hit[0]]
