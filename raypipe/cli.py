@@ -8,7 +8,7 @@ import sys
 
 from raypipe.config import ConfigError
 from raypipe.errors import RaypipeError
-from raypipe.registry import all_commands
+from raypipe.commands import all_commands
 
 
 def build_parser() -> argparse.ArgumentParser:

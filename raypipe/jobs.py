@@ -20,7 +20,8 @@ from typing import Any
 
 from raypipe.config import ConfigError, load_config
 from raypipe.errors import RaypipeError
-from raypipe.registry import JobContext, Step, all_steps
+from raypipe.commands import all_steps
+from raypipe.registry import JobContext, Step
 
 
 @dataclass

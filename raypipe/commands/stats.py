@@ -22,6 +22,8 @@ def _add(p) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder: count tokens per rendered sample")
     p.add_argument("--template", default="tools-dt", help="template preset used to render for token counts")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read a dataset whose run did not finish (its committed rows only)")
 
 
 def _run(args) -> int:
@@ -30,7 +32,7 @@ def _run(args) -> int:
 
     counter = TokenCounter(args.tokenizer, args.template) if args.tokenizer else None
     acc = StatsAccumulator()
-    for sample in iter_samples(args.paths):
+    for sample in iter_samples(args.paths, allow_incomplete=args.allow_incomplete):
         row = row_stats(sample)
         if counter:
             row["tokens"] = counter(sample)

@@ -72,8 +72,7 @@ class MagnetStepConfig:
 def _run_toolflow_step(cfg: ToolflowStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_toolflow
 
-    return run_toolflow(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.dialog, cfg.llm, cfg.judge,
-                        cfg.executor)
+    return run_toolflow(cfg)
 
 
 def _run_magnet_graph_step(cfg: MagnetGraphStepConfig, job=None) -> dict:
@@ -86,30 +85,23 @@ def _run_magnet_graph_step(cfg: MagnetGraphStepConfig, job=None) -> dict:
 def _run_magnet_step(cfg: MagnetStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_magnet
 
-    return run_magnet(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.path, cfg.llm, cfg.corruptions,
-                      cfg.pairs_per_sample, cfg.judge, cfg.executor)
+    return run_magnet(cfg)
 
 
 # -- CLI -----------------------------------------------------------------------------------
 
 def _add_llm(p) -> None:
-    g = p.add_argument_group("teacher LLM (any OpenAI-compatible endpoint)")
-    g.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
-    g.add_argument("--model", required=True)
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the key")
-    g.add_argument("--concurrency", type=int, default=None, help="requests in flight per actor")
-    g.add_argument("--cache-dir", default=None, help="response cache (re-runs pay nothing twice)")
+    from raypipe.commands._args import add_llm_arguments
+
+    add_llm_arguments(p, required=("base_url", "model"))
     p.add_argument("--executor", choices=["auto", "ray", "local"], default="auto",
                    help="ray: Ray Data actors; local: in this process; auto: ray if Ray is up")
 
 
 def _llm_from_args(args) -> dict:
-    out = {"base_url": args.base_url, "model": args.model, "api_key_env": args.api_key_env}
-    if args.concurrency is not None:
-        out["concurrency"] = args.concurrency
-    if args.cache_dir is not None:
-        out["cache_dir"] = args.cache_dir
-    return out
+    from raypipe.commands._args import llm_data
+
+    return llm_data(args)
 
 
 def _add_toolflow(p) -> None:

@@ -25,6 +25,8 @@ def _add(p) -> None:
     p.add_argument("--from", dest="format", default="canonical", choices=FORMAT_NAMES,
                    help="validate source-format files as they would be converted")
     p.add_argument("--max-show", type=int, default=0, help="print at most this many problems (0: all)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read a dataset whose run did not finish (its committed rows only)")
 
 
 def _run(args) -> int:
@@ -32,7 +34,7 @@ def _run(args) -> int:
     from raypipe.io.validation import check_files
 
     rows = bad_rows = shown = n_problems = 0
-    for findings in check_files(args.paths, get_format(args.format)):
+    for findings in check_files(args.paths, get_format(args.format), allow_incomplete=args.allow_incomplete):
         rows += 1
         if findings:
             bad_rows += 1

@@ -44,8 +44,10 @@ def join(base: str, *parts: str) -> str:
 def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str]:
     """Files named by paths, globs and folders, as given (URIs stay URIs), sorted, no duplicates.
 
-    A folder means the files in it (recursively) ending in one of `extensions`; a dataset folder
-    written by raypipe (with `data/` inside) means its data shards, not its rejects.
+    A folder means the files in it (recursively) ending in one of `extensions`, minus
+    bookkeeping (hidden files, summaries, rejects); a folder with `data/` inside means that.
+    Plain files only: dataset folders written by raypipe are read through their commit records
+    by `raypipe.io.dataset.expand_inputs`, which every reader of samples uses.
     """
     from pyarrow import fs as pafs
 
@@ -83,9 +85,11 @@ def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str
 
 
 def _bookkeeping(relative: str) -> bool:
-    """Files inside a folder that are not data: hidden files, summaries, rejects of a stage."""
+    """Files inside a folder that are not data: hidden or underscore files and folders (commit
+    records, leases), summaries, rejects of a stage."""
     parts = relative.replace("\\", "/").strip("/").split("/")
-    return parts[-1].startswith((".", "_")) or parts[-1] == "summary.json" or "rejects" in parts[:-1]
+    return (any(p.startswith((".", "_")) for p in parts) or parts[-1] == "summary.json"
+            or "rejects" in parts[:-1])
 
 
 def _with_scheme(original: str, inner: str) -> str:
@@ -191,3 +195,55 @@ def write_text(path: str, text: str) -> None:
     filesystem.create_dir(posixpath.dirname(inner) or ".", recursive=True)
     with filesystem.open_output_stream(inner) as f:
         f.write(text.encode("utf-8"))
+
+
+def count_newlines(path: str, start: int, end: int) -> int:
+    """Newline bytes in [start, end) of a file (runs as a Ray task over big files)."""
+    filesystem, inner = resolve(path)
+    n = 0
+    with filesystem.open_input_file(inner) as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = f.read(min(left, 8 << 20))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            left -= len(chunk)
+    return n
+
+
+def iter_line_range(path: str, start: int, end: int, first_line: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line bytes without the newline) of the lines that start in
+    [start, end) of a file. A line starts at offset 0 or right after a newline; a unit that
+    starts mid-line leaves that line to the unit before it, which reads past its `end` to
+    finish its last line."""
+    filesystem, inner = resolve(path)
+    with filesystem.open_input_file(inner) as f:
+        if start > 0:
+            f.seek(start - 1)
+            at_line_start = f.read(1) == b"\n"
+        else:
+            at_line_start = True
+        pos, line, buf = start, first_line, b""
+        skipping = not at_line_start
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    if buf and not skipping and pos < end:
+                        yield line, buf
+                    return
+                buf += chunk
+                continue
+            raw, buf = buf[:nl], buf[nl + 1:]
+            if skipping:  # the tail of a line that started before this unit (and is its)
+                skipping = False
+                line += 1
+            else:
+                if pos >= end:
+                    return
+                yield line, raw
+                line += 1
+            pos += nl + 1

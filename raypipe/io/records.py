@@ -104,3 +104,21 @@ def _parquet_records(path: str) -> Iterator[Record]:
             for row in batch.to_pylist():
                 row_number += 1
                 yield Record(row_number, json.dumps(row, ensure_ascii=False, default=str), value=row)
+
+
+def first_char(path: str) -> str:
+    """The first character of a text file after a BOM and whitespace ('[' means a JSON array)."""
+    return _first_char(path)
+
+
+def parse_line(path: str, line: int, raw: bytes) -> Record:
+    """One JSON Lines record from the raw bytes of its line (a line that is not UTF-8 is an
+    error of that line alone)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Record(line, raw.decode("utf-8", errors="replace"),
+                      error=f"not UTF-8 text (byte {exc.start} of the line)")
+    if line == 1:
+        text = text.lstrip("\ufeff")
+    return _parse(line, text.rstrip("\r\n"))

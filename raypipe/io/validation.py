@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from raypipe.io import fs
 from raypipe.io.formats import ConversionError, Format, SourceContext
 from raypipe.io.records import iter_records
 from raypipe.schema import Sample
@@ -31,9 +30,12 @@ class Finding:
         return f"{loc}{ident}: {self.where}: {self.message}" if self.where else f"{loc}{ident}: {self.message}"
 
 
-def check_files(paths: list[str], fmt: Format) -> Iterator[list[Finding]]:
-    """The findings of each row (empty for a valid row) of every file, in order."""
-    for path in fs.expand(paths, extensions=(".json", ".jsonl", ".parquet")):
+def check_files(paths: list[str], fmt: Format, *, allow_incomplete: bool = False) -> Iterator[list[Finding]]:
+    """The findings of each row (empty for a valid row) of every file, in order (a dataset
+    folder: its committed files; an incomplete one is refused unless `allow_incomplete`)."""
+    from raypipe.io.dataset import expand_inputs
+
+    for path in expand_inputs(paths, (".json", ".jsonl", ".parquet"), allow_incomplete=allow_incomplete):
         ctx = SourceContext(path=path, source=fmt.name)
         for rec in iter_records(path):
             if rec.error:

@@ -55,17 +55,6 @@ def cache_key(model: str, messages: list[dict], params: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def resolve_fs(uri_or_path: str):
-    """(filesystem, path) for a local path or a URI; local paths are made absolute."""
-    import os
-
-    from pyarrow import fs
-
-    if "://" in uri_or_path:
-        return fs.FileSystem.from_uri(uri_or_path)
-    return fs.LocalFileSystem(), os.path.abspath(uri_or_path)
-
-
 class RequestCache:
     def __init__(self, root: str, *, flush_entries: int = 1000, flush_seconds: float = 30.0,
                  refresh_seconds: float = 30.0, filesystem=None):
@@ -120,7 +109,9 @@ class RequestCache:
                     if self._given_fs is not None:
                         fs, root = self._given_fs, self.root_uri.rstrip("/")
                     else:
-                        fs, root = resolve_fs(self.root_uri)
+                        from raypipe.io.fs import resolve
+
+                        fs, root = resolve(self.root_uri)
                     self._local = isinstance(fs, pafs.LocalFileSystem)
                     self._root, self._fs = root, fs
         return self._fs

@@ -35,12 +35,16 @@ class LLMConfig:
     base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible endpoint (vLLM, Azure...)
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key)
-    temperature: float = 0.0
+    # None: the stage's own default (0 for stages that check or transform; > 0 for stages that
+    # generate new dialogs, so that two dialogs over the same tools differ)
+    temperature: float | None = None
     max_tokens: int = 1024
     concurrency: int = 64  # requests in flight per actor
     num_actors: int = 2
-    batch_size: int = 64  # rows per Ray Data batch (a batch's requests run concurrently)
-    actor_num_cpus: float = 0.25  # the actors wait on the network; don't reserve whole cores
+    batch_size: int = 256  # rows per batch: the unit of commit (committed parts every 30 s)
+    # The actors wait on the network: they reserve no CPU, so on small nodes the read tasks
+    # that feed them always find one (with 0.25 x 4 actors on 1-CPU nodes, reads starved).
+    actor_num_cpus: float = 0.0
     requests_per_minute: float | None = None  # whole job, all actors; None = no limit
     tokens_per_minute: float | None = None
     max_retries: int = 6
@@ -77,6 +81,12 @@ class LLMConfig:
             problems.append("response_format must be null or 'json_object'")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def with_default_temperature(self, temperature: float) -> "LLMConfig":
+        """This config, with `temperature` where the user left it unset."""
+        from dataclasses import replace
+
+        return self if self.temperature is not None else replace(self, temperature=temperature)
 
     def price(self) -> Price:
         return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model) or Price()

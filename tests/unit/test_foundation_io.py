@@ -185,7 +185,8 @@ def test_writers_shard_parquet_and_jsonl_and_count(tmp_path):
     assert json.loads((tmp_path / "p" / "summary.json").read_text()) == summary
     assert list(iter_samples(str(tmp_path / "p"))) == samples
     summary = write_samples(samples, str(tmp_path / "j"), output="jsonl", shard_rows=20)
-    assert sorted(p.name for p in (tmp_path / "j" / "data").iterdir()) == ["part-00000.jsonl", "part-00001.jsonl"]
+    assert sorted(p.name.split("-", 1)[1] for p in (tmp_path / "j" / "data").iterdir()) == [
+        "part-d00000.jsonl", "part-d00001.jsonl"]
     assert list(iter_samples(str(tmp_path / "j"))) == samples
     # a re-run replaces old shards instead of mixing them in
     write_samples(samples[:3], str(tmp_path / "p"), shard_rows=10)
