@@ -4,6 +4,7 @@
         job = cluster.submit("raypipe", "run", "job.yaml")   # `ray job submit --working-dir .`
         cluster.kill_raylet(cluster.workers[0])              # kill -9 that node's raylet
         logs = job.wait()                                    # fails unless the job SUCCEEDED
+        # (job.running(), job.stop(): `ray job stop`)
 
 `ray start --head` plus one `ray start --address` per worker node, each node with its own
 `--temp-dir`, free ports and `cpus` CPUs (1 by default). `env` reaches every Ray process, so
@@ -98,7 +99,19 @@ class Job:
     submission_id: str
     proc: subprocess.Popen
     log_path: Path
-    _done: bool = field(default=False, repr=False)
+    cluster: "LocalCluster" = field(repr=False)
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """`ray job stop` (the driver and the job's actors end), then wait for the submit."""
+        subprocess.run([RAY, "job", "stop", "--address", self.cluster.dashboard_url, self.submission_id],
+                       env=self.cluster.env, capture_output=True, text=True, timeout=120)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
     def wait(self, timeout: float = 600, succeed: bool = True) -> str:
         """The job's output (the tailed driver logs). With `succeed`, fails unless the job
@@ -220,7 +233,7 @@ class LocalCluster:
             cwd=working_dir, env={**self.env, "LOG": str(log_path)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        job = Job(submission_id, proc, log_path)
+        job = Job(submission_id, proc, log_path, self)
         self._jobs.append(job)
         return job
 

@@ -41,6 +41,9 @@ CLIENT_TTL_S = 60.0  # a client that has not leased for this long no longer coun
 IDLE_EXIT_S = 900.0  # the actor exits after this long without calls (a later job re-creates it)
 LATE_SLOT_S = 0.25  # a slot this far in the past is dropped, not used (no bursts)
 LEASE_TIMEOUT_S = 10.0
+# A new actor (first start, restart, or re-created after a loss) hands out no slot sooner than
+# this: slots its lost predecessor leased run out by then, so the two schedules never overlap.
+START_PAUSE_S = LEASE_WINDOW_S + LATE_SLOT_S
 
 
 class RateSchedule:
@@ -130,6 +133,8 @@ class SharedLimiterActor:
 
     def __init__(self, requests_per_minute, tokens_per_minute, idle_exit_s: float = IDLE_EXIT_S):
         self.schedule = RateSchedule(requests_per_minute, tokens_per_minute)
+        start = time.monotonic() + START_PAUSE_S
+        self.schedule.next_request = self.schedule.next_tokens = start
         self.idle_exit_s = idle_exit_s
         self.clients: dict[str, tuple[float | None, float | None, float]] = {}
         self.last_call = time.monotonic()

@@ -14,6 +14,12 @@ from raypipe.llm.limiter import RayLimiter, SharedLimiterActor, key_fingerprint,
 
 pytestmark = pytest.mark.unit
 
+
+@pytest.fixture(autouse=True)
+def no_start_pause(monkeypatch):
+    """A new actor's start pause (tested on its own below) would shift every figure here."""
+    monkeypatch.setattr(lim, "START_PAUSE_S", 0.0)
+
 KEY = "sk-live-abcdef0123456789"
 
 
@@ -194,3 +200,13 @@ def test_the_actor_handle_pickles_as_plain_data():
     limiter._actor = object()  # a live handle never travels
     clone = pickle.loads(pickle.dumps(limiter))
     assert clone.name == "raypipe-limiter-x" and clone.rpm == 600 and clone._actor is None
+
+
+def test_a_new_actor_starts_after_its_predecessors_slots_ran_out(monkeypatch):
+    """Re-created after a loss, the actor knows nothing of the slots its predecessor leased
+    (up to one lease window ahead): it grants none before they have run out."""
+    monkeypatch.setattr(lim, "START_PAUSE_S", 1.25)
+    before = time.time()
+    actor = SharedLimiterActor(requests_per_minute=600, tokens_per_minute=None)
+    slots = asyncio.run(actor.lease("c", 2, 1, 600, None))
+    assert slots[0] >= before + 1.25 and slots[1] - slots[0] == pytest.approx(0.1, abs=1e-6)
