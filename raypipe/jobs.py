@@ -13,6 +13,7 @@ is checked before anything runs, and every problem is reported at once.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -139,48 +140,42 @@ def check_job_file(path: str | Path) -> tuple[JobFile, list[PlannedStep]]:
     return job, planned
 
 
-def init_ray(ray_config: RayConfig, address_override: str | None = None) -> str:
-    """The only place raypipe calls ray.init (jobs are thin: the entry point owns Ray). Returns
-    where the job runs, for the job log (Ray's own "Connected to ..." line is kept quiet)."""
-    import os
-
+def init_ray(ray_config: RayConfig, address_override: str | None = None) -> None:
+    """The only place raypipe calls ray.init (jobs are thin: the entry point owns Ray)."""
     import ray
 
     if ray.is_initialized():
-        return "Ray: already running in this process"
+        return
     address = address_override or ray_config.address
     from raypipe.console import quiet_ray, quiet_ray_startup, ray_logging_level
 
     quiet_ray_startup()
+    joined = bool(address or os.environ.get("RAY_ADDRESS"))  # `ray job submit` sets RAY_ADDRESS
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=ray_logging_level())
-        quiet_ray()
-        return f"Ray: connected to the cluster at {address}"
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
-                              "logging_level": ray_logging_level()}
-    if ray_config.num_cpus is not None:
-        kwargs["num_cpus"] = ray_config.num_cpus
-    if ray_config.object_store_memory_mb is not None:
-        kwargs["object_store_memory"] = ray_config.object_store_memory_mb * 1024 * 1024
-    ray.init(**kwargs)
+    else:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                                  "logging_level": ray_logging_level()}
+        if ray_config.num_cpus is not None:
+            kwargs["num_cpus"] = ray_config.num_cpus
+        if ray_config.object_store_memory_mb is not None:
+            kwargs["object_store_memory"] = ray_config.object_store_memory_mb * 1024 * 1024
+        ray.init(**kwargs)
     quiet_ray()
-    if os.environ.get("RAY_ADDRESS"):  # `ray job submit` sets it: ray.init joined that cluster
-        return f"Ray: connected to the cluster at {os.environ['RAY_ADDRESS']}"
-    cpus = int(ray.cluster_resources().get("CPU", 0))
-    try:  # where Ray's own logs went (kept off the console)
-        logs = f"; its logs: {ray._private.worker._global_node.get_session_dir_path()}/logs"
-    except AttributeError:
-        logs = ""
-    return f"Ray: started a local Ray ({cpus} CPUs{logs})"
+    # One line instead of Ray's start-up notices: where this job runs.
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
+    where = f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}" if joined else "started a local Ray"
+    print(f"[raypipe] {where}: {nodes} node(s), {cpus:g} CPUs, {gpus:g} GPUs", flush=True)
 
 
 def run_job(path: str | Path, address: str | None = None) -> JobContext:
     from raypipe.console import heartbeat
 
     job, planned = check_job_file(path)  # a bad path fails now, not after an hour of step 1
-    where = init_ray(job.ray, address)
+    init_ray(job.ray, address)
     ctx = JobContext(name=job.name, job_file=str(path))
-    print(f"[raypipe] job {job.name!r}: {len(planned)} step(s); {where}", flush=True)
+    print(f"[raypipe] job {job.name!r}: {len(planned)} step(s)", flush=True)
     for p in planned:
         started = time.monotonic()
         print(f"[raypipe] step {p.label} ...", flush=True)

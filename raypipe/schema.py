@@ -60,18 +60,46 @@ class Message:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Message":
-        calls = _given(d, "tool_calls", [])
-        if isinstance(calls, list):
-            calls = [ToolCall(name=c["name"], arguments=_copy(_given(c, "arguments", {})), id=c.get("id"))
-                     for c in calls]
+        """From `to_dict()`'s form or the OpenAI wire form: calls nested under ``function``,
+        ``arguments`` as a JSON string, ``content`` as a list of text parts, reasoning as
+        ``reasoning_content``. Raises ValueError for what none of these forms allows."""
+        reasoning = d.get("reasoning")
         return cls(
             role=d["role"],
-            content=d.get("content"),
-            tool_calls=calls,
-            reasoning=d.get("reasoning"),
+            content=content_text(d.get("content")),
+            tool_calls=[_call_from_dict(c) for c in (d.get("tool_calls") or [])],
+            reasoning=reasoning if reasoning is not None else d.get("reasoning_content"),
             name=d.get("name"),
             tool_call_id=d.get("tool_call_id"),
         )
+
+
+def content_text(content: Any) -> str | None:
+    """Message content as text: a string as is, OpenAI content parts (``[{"type": "text",
+    "text": ...}]``) joined."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(texts) == len(content) and all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+        raise ValueError("content: only text parts ({'type': 'text', 'text': ...}) are supported")
+    raise ValueError(f"content: expected a string or a list of text parts, got {type(content).__name__}")
+
+
+def _call_from_dict(c: dict[str, Any]) -> ToolCall:
+    fn = c["function"] if isinstance(c.get("function"), dict) else c
+    arguments = fn.get("arguments")
+    if isinstance(arguments, str):
+        from raypipe import safejson
+
+        try:
+            arguments = safejson.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arguments of {fn.get('name')!r} are not valid JSON: {exc.msg}") from None
+    if arguments is not None and not isinstance(arguments, dict):
+        raise ValueError(f"arguments of {fn.get('name')!r} must be an object, got {type(arguments).__name__}")
+    return ToolCall(name=fn["name"], arguments=dict(arguments or {}), id=c.get("id"))
 
 
 @dataclass

@@ -55,11 +55,25 @@ def _type_ok(value: Any, type_name: str) -> bool:
     return True  # "any" and unknown type names accept everything
 
 
+def allows_null(schema: dict[str, Any]) -> bool:
+    """Whether a property schema admits null: no type at all, type null (or a list with it),
+    ``nullable: true``, null among the enum values, or an anyOf/oneOf branch that does."""
+    declared = schema.get("type")
+    if not declared and not any(k in schema for k in ("anyOf", "oneOf", "enum")):
+        return True
+    types = declared if isinstance(declared, list) else [declared]
+    if "null" in types or schema.get("nullable") is True or None in (schema.get("enum") or []):
+        return True
+    return any(allows_null(b) for k in ("anyOf", "oneOf") for b in schema.get(k) or [] if isinstance(b, dict))
+
+
 def check_value(value: Any, schema: dict[str, Any], path: str) -> list[Problem]:
     """Check one value against a (JSON-schema or BFCL) property schema, recursively."""
     problems: list[Problem] = []
     if not isinstance(schema, dict):
         return problems
+    if value is None:
+        return [] if allows_null(schema) else [Problem(path, f"null is not allowed (the spec declares {_declared(schema)})")]
     declared = schema.get("type")
     types = declared if isinstance(declared, list) else [declared] if declared else []
     if types and not any(_type_ok(value, t) for t in types):
@@ -72,6 +86,35 @@ def check_value(value: Any, schema: dict[str, Any], path: str) -> list[Problem]:
             problems += check_value(item, schema["items"], f"{path}[{i}]")
     if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
         problems += check_arguments(value, schema, path)
+    return problems
+
+
+def _declared(schema: dict[str, Any]) -> str:
+    declared = schema.get("type")
+    if declared:
+        return "type " + "/".join(declared) if isinstance(declared, list) else f"type {declared}"
+    return "enum " + str(schema.get("enum")) if "enum" in schema else "no null"
+
+
+def check_spec(spec: Any, path: str) -> list[Problem]:
+    """Property schemas must be objects: a null one (what an Arrow schema merge leaves for the
+    properties of other functions) declares nothing."""
+    params = function_parameters(spec) if isinstance(spec, dict) else {}
+    return _check_schema(params, f"{path}.parameters")
+
+
+def _check_schema(schema: dict[str, Any], path: str) -> list[Problem]:
+    problems = []
+    props = schema.get("properties")
+    if isinstance(props, dict):
+        for name, prop in props.items():
+            if not isinstance(prop, dict):
+                problems.append(Problem(f"{path}.properties.{name}",
+                                        f"property schema must be an object, got {'null' if prop is None else type(prop).__name__}"))
+            else:
+                problems += _check_schema(prop, f"{path}.properties.{name}")
+    if isinstance(schema.get("items"), dict):
+        problems += _check_schema(schema["items"], f"{path}.items")
     return problems
 
 
@@ -105,6 +148,8 @@ def check_arguments(arguments: Any, params: dict[str, Any], path: str) -> list[P
     for key, value in arguments.items():
         if key not in props:
             problems.append(Problem(f"{path}.{key}", "argument not declared by the function"))
+        elif not isinstance(props[key], dict):
+            problems.append(Problem(f"{path}.{key}", "the function's schema for this argument is null"))
         else:
             problems += check_value(value, props[key], f"{path}.{key}")
     return problems
@@ -125,8 +170,9 @@ def validate_sample(sample: Sample) -> list[Problem]:
         else:
             specs[name] = spec
         if isinstance(spec, dict):
-            problems += [Problem(f"functions[{i}].parameters{where}", message)
-                         for where, message in spec_problems(function_parameters(spec))]
+            unreadable = [Problem(f"functions[{i}].parameters{where}", message)
+                          for where, message in spec_problems(function_parameters(spec))]
+            problems += unreadable or check_spec(spec, f"functions[{i}]")
 
     if not sample.messages:
         problems.append(Problem("messages", "conversation is empty"))

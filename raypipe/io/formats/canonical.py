@@ -6,7 +6,7 @@ against its content (`raypipe.schema.id_problem`) before it is trusted.
 
 from __future__ import annotations
 
-from raypipe.io.formats import ConversionError, SourceContext
+from raypipe.io.formats.base import ConversionError, SourceContext
 from raypipe.schema import SCHEMA_VERSION, Sample, id_problem, shape_problems
 
 
