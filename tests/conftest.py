@@ -60,3 +60,11 @@ def ray_cluster():
         cluster.stop()
     for cluster in made:
         assert not cluster.leftover_pids(), "processes of the test cluster survived stop()"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-examples", type=int, default=None,
+        help="examples per fuzz test (tests/fuzz); default 200, fixed seed (CI). Any number given "
+        "here runs with fresh random seeds, for long runs hunting new bugs",
+    )

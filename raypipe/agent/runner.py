@@ -25,14 +25,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from raypipe.config import input_paths, output_path
 from raypipe.errors import RaypipeError
 from raypipe.infer.config import GenerationConfig
 
 
 @dataclass
 class EvalAgentConfig:
-    domain: str  # domain directory: db.json, tasks.json, split_tasks.json, policy.md, tools.json
-    out: str  # run directory (re-use it to resume)
+    domain: str = input_paths()  # domain directory: db.json, tasks.json, split_tasks.json, policy.md, tools.json
+    out: str = output_path()  # run directory (re-use it to resume)
     user: dict[str, Any] = field(default_factory=dict)  # LLMConfig keys of the user simulator
     agent: dict[str, Any] | None = None  # LLMConfig keys: the agent is an endpoint (FC mode) ...
     generation: GenerationConfig | None = None  # ... or a local model rendered with `format`

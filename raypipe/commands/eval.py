@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.infer.bfcl import EvalBfclConfig, check_run_meta
 from raypipe.infer.config import GenerationConfig
 from raypipe.registry import Command, Step
@@ -133,10 +134,10 @@ def _step_bfcl(cfg: EvalBfclConfig, job) -> dict:
 
 @dataclass
 class EvalMtbenchConfig:
-    questions: str  # MT-Bench-layout JSONL (question_id, category, turns[, reference])
-    out: str
+    questions: str = input_paths()  # MT-Bench-layout JSONL (question_id, category, turns[, reference])
+    out: str = output_path()
     judge: dict[str, Any] = field(default_factory=dict)  # raypipe.llm.LLMConfig keys
-    answers: str | None = None  # existing answers JSONL; else generated with `generation`
+    answers: str | None = input_paths(default=None)  # existing answers JSONL; else generated with `generation`
     generation: GenerationConfig | None = None
     format: str = "tools-dt"  # template used to prompt the model under test
 

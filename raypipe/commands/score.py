@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from raypipe.config import input_paths, output_path
 from raypipe.registry import Command, Step
 
 DECODER_CHOICES = ("decision-token", "pythonic", "openai", "json")
@@ -44,9 +45,9 @@ def _add(p) -> None:
 class ScoreBfclConfig:
     """Job step `score_bfcl`: the same as `raypipe score bfcl`."""
 
-    data: str
-    results: str
-    out: str
+    data: str = input_paths()
+    results: str = input_paths()
+    out: str = output_path(kind="file")
     decoder: Literal["decision-token", "pythonic", "openai", "json"]
     lang: Literal["en", "zhtw"] | None = "zhtw"  # None: V3/V4 only (English)
     underscore_to_dot: bool = False
@@ -60,6 +61,7 @@ def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
     import time
     from pathlib import Path
 
+    from raypipe import safejson
     from raypipe.errors import RaypipeError
     from raypipe.eval.manifest import run_manifest, write_manifest
     from raypipe.eval.scoring import score_result_files
@@ -73,7 +75,7 @@ def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
     elapsed = time.perf_counter() - started
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        out.write_text(safejson.dumps(report, indent=1) + "\n", encoding="utf-8")  # model output may hold lone surrogates
         manifest = run_manifest(
             kind="score_bfcl", datasets=score_inputs(cfg.data, cfg.results, report), scorer=scorer_info(report),
             extra={"decoder": cfg.decoder, "underscore_to_dot": cfg.underscore_to_dot, "lang": cfg.lang,

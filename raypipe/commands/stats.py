@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.registry import Command, Step
 
 
 @dataclass
 class StatsConfig:
-    paths: list[str]  # canonical files, globs or dataset folders
-    out: str | None = None  # write the report as JSON here
-    tokenizer: str | None = None  # a tokenizer folder: also count tokens per rendered sample
+    paths: list[str] = input_paths()  # canonical files, globs or dataset folders
+    out: str | None = output_path(kind="file", default=None)  # write the report as JSON here
+    tokenizer: str | None = input_paths(default=None)  # a tokenizer folder: also count tokens per rendered sample
     template: str = "tools-dt"  # raypipe.templates preset used to render samples for token counts
-    num_workers: int = 2  # at most this many Ray actors counting tokens (with a tokenizer)
+    num_workers: int = number(ge=1, default=2)  # at most this many Ray actors counting tokens (with a tokenizer)
 
 
 def _add(p) -> None:

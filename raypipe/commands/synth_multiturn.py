@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.registry import Command, Step
 from raypipe.synth.magnet import PathConfig
 from raypipe.synth.toolflow import DialogConfig
@@ -22,9 +23,9 @@ def _llm_config(data: Any):
 
 @dataclass
 class ToolflowStepConfig:
-    graph: str  # tool graph directory (`toolpool_graph` / `raypipe graph build`)
-    out: str
-    n: int  # dialogs to attempt
+    graph: str = input_paths()  # tool graph directory (`toolpool_graph` / `raypipe graph build`)
+    out: str = output_path()
+    n: int = number(ge=1)  # dialogs to attempt
     seed: int = 0
     dialog: DialogConfig = field(default_factory=DialogConfig)
     llm: Any = field(default_factory=dict)  # raypipe.llm.LLMConfig keys
@@ -37,8 +38,8 @@ class ToolflowStepConfig:
 
 @dataclass
 class MagnetGraphStepConfig:
-    tool_graph: str  # tool graph directory: its return->parameter edges serve the insert op
-    out: str  # writes labels/, judged/ and graph/ here
+    tool_graph: str = input_paths()  # tool graph directory: its return->parameter edges serve the insert op
+    out: str = output_path()  # writes labels/, judged/ and graph/ here
     candidates: int = 3  # same-label candidate neighbours drawn per function
     seed: int = 0
     domains: list[str] | None = None  # restrict labels to these (None: free labels)
@@ -51,9 +52,9 @@ class MagnetGraphStepConfig:
 
 @dataclass
 class MagnetStepConfig:
-    graph: str  # MAGNET function graph directory (the `graph/` that magnet_graph writes)
-    out: str
-    n: int  # paths (dialogs) to attempt
+    graph: str = input_paths()  # MAGNET function graph directory (the `graph/` that magnet_graph writes)
+    out: str = output_path()
+    n: int = number(ge=1)  # paths (dialogs) to attempt
     seed: int = 0
     path: PathConfig = field(default_factory=PathConfig)
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))

@@ -7,6 +7,7 @@ import posixpath
 import sys
 from dataclasses import dataclass
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.errors import RaypipeError
 from raypipe.registry import Command, Step
 from raypipe.commands.convert import FORMAT_NAMES
@@ -14,10 +15,10 @@ from raypipe.commands.convert import FORMAT_NAMES
 
 @dataclass
 class ValidateConfig:
-    paths: list[str]  # canonical files, globs or dataset folders
-    problems_out: str | None = None  # JSONL file listing every problem (id, problem)
+    paths: list[str] = input_paths()  # canonical files, globs or dataset folders
+    problems_out: str | None = output_path(kind="file", default=None)  # JSONL file listing every problem (id, problem)
     fail_on_problems: bool = True  # fail the job if any sample has a problem
-    show: int = 20  # problems printed to the job log
+    show: int = number(ge=0, default=20)  # problems printed to the job log
 
 
 def _add(p) -> None:

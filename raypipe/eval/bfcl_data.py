@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from raypipe.config import short_repr
 from raypipe.errors import RaypipeError
 from raypipe.eval.bfcl_categories import (
     DEFAULT_RULES,
@@ -214,7 +215,7 @@ def _load_answers(path: Path, ids: list[str]) -> dict[str, tuple[int, Any]]:
     for number, row in read_jsonl(path):
         item_id = _ids(path, number, row)
         if item_id in answers:
-            raise RaypipeError(f"{path}:{number}: duplicate id {item_id!r}")
+            raise RaypipeError(f"{path}:{number}: duplicate id {short_repr(item_id)}")
         answers[item_id] = (number, _field(path, number, row, "ground_truth"))
     missing = [i for i in ids if i not in answers]
     extra = sorted(set(answers) - set(ids))
@@ -310,7 +311,7 @@ def _no_duplicates(path: Path, rows: list[tuple[int, dict]]) -> None:
     seen: dict[str, int] = {}
     for number, row in rows:
         if row["id"] in seen:
-            raise RaypipeError(f"{path}:{number}: duplicate id {row['id']!r} (first on line {seen[row['id']]})")
+            raise RaypipeError(f"{path}:{number}: duplicate id {short_repr(row['id'])} (first on line {seen[row['id']]})")
         seen[row["id"]] = number
 
 

@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
+from raypipe.config import short_repr
 from raypipe.errors import RaypipeError
 from raypipe.eval.aggregates import mean_interval, upstream_summaries, v1_summaries, wilson_interval  # noqa: F401
 from raypipe.eval.bfcl_categories import KINDS, parse_result_file_name
@@ -62,7 +63,7 @@ def check_ids(items: list[BfclItem], results: dict[str, Any]) -> None:
 
 def _show(ids: list[str], limit: int = 20) -> str:
     more = f" ... (+{len(ids) - limit} more)" if len(ids) > limit else ""
-    return ", ".join(ids[:limit]) + more
+    return ", ".join(i if len(i) <= 60 else short_repr(i) for i in ids[:limit]) + more  # ids are input
 
 
 def score_item(item: BfclItem, raw: Any, decoder: str, underscore_to_dot: bool = False) -> dict:
@@ -273,9 +274,9 @@ def _read_result_file(path: Path) -> dict[str, Any]:
             raise RaypipeError(f"{path}:{number}: a result line needs 'id' and 'result'")
         item_id = row["id"]
         if not isinstance(item_id, str):
-            raise RaypipeError(f"{path}:{number}: 'id' must be a string like 'simple_0', got {item_id!r}")
+            raise RaypipeError(f"{path}:{number}: 'id' must be a string like 'simple_0', got {short_repr(item_id)}")
         if item_id in rows:
-            raise RaypipeError(f"{path}:{number}: duplicate id {item_id!r}")
+            raise RaypipeError(f"{path}:{number}: duplicate id {short_repr(item_id)}")
         rows[item_id] = row["result"]
     return rows
 

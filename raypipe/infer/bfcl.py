@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.errors import RaypipeError
 from raypipe.infer.config import GenerationConfig
 from raypipe.infer.hosted import HostedConfig
@@ -38,15 +39,15 @@ GENERATIONS = "generations.jsonl"
 
 @dataclass
 class EvalBfclConfig:
-    data: str  # V1 (en/, zhtw/, possible_answer/) or V3/V4 (BFCL_v4_*.json, possible_answer/)
-    out: str
+    data: str = input_paths()  # V1 (en/, zhtw/, possible_answer/) or V3/V4 (BFCL_v4_*.json, possible_answer/)
+    out: str = output_path()
     generation: GenerationConfig | None = None  # a local model (vLLM / transformers) ...
     hosted: HostedConfig | None = None  # ... or a hosted one (OpenAI-compatible endpoint)
     format: str = "tools-dt"  # local backends: a raypipe.templates preset name
     lang: Literal["en", "zhtw"] = "zhtw"  # V1 data; V3/V4 data is English
     version: Literal["v1", "v3", "v4"] | None = None  # None: V1 if present, else V4, else V3
     categories: list[str] | None = None  # None: every category of the version with a file
-    limit: int | None = None  # first N items of each category (smoke runs)
+    limit: int | None = number(ge=1, default=None)  # first N items of each category (smoke runs)
     decoder: Literal["decision-token", "pythonic", "openai", "json"] | None = None  # None: follows format/mode
     underscore_to_dot: bool | None = None  # None: true for hosted FC mode, else false
     rules: Literal["v1", "upstream"] | None = None  # None: v1 for V1 data, upstream for V3/V4

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from raypipe.config import input_paths
 from raypipe.errors import RaypipeError
 
 STAGE = "bfcl_generate"
@@ -30,7 +31,7 @@ STAGE = "bfcl_generate"
 class HostedConfig:
     llm: dict[str, Any] = field(default_factory=dict)  # raypipe.llm.LLMConfig keys (model, base_url, ...)
     mode: Literal["fc", "prompt"] = "fc"
-    system_prompt_file: str | None = None  # prompt mode: text with a {functions} placeholder
+    system_prompt_file: str | None = input_paths(default=None)  # prompt mode: text with a {functions} placeholder
     python_hint: bool = True  # upstream's "Note that the provided function is in Python 3 syntax."
 
     def __post_init__(self) -> None:

@@ -83,7 +83,13 @@ def begin_write(out: str, stage: str, inputs: Iterable[str] = (), *, resumable: 
 
 
 def make_output_dir(out: str) -> None:
-    """Create the output folder, or say in one line why it cannot be one."""
+    """Create the output folder, or say in one line why it cannot be one (a file, under a file,
+    not writable: `raypipe.io.paths.output_problem`, which `raypipe run --check` uses too)."""
+    from raypipe.io.paths import output_problem
+
+    problem = output_problem(out, "dir")
+    if problem:
+        raise RaypipeError(problem)
     try:
         fs.make_dirs(out)
     except (OSError, ValueError) as exc:

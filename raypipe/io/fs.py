@@ -129,26 +129,58 @@ def open_input(path: str):
         raise RaypipeError(f"{path}: no such file") from None
 
 
+BOM = "\ufeff"
+
+
 def read_text(path: str) -> str:
+    """A whole text file, decoded as UTF-8; a leading byte-order mark is dropped. A bad byte is
+    an error naming its line and column."""
     with open_input(path) as f:
         data = f.read()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RaypipeError(f"{path}: not UTF-8 text ({exc})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RaypipeError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                           f"{column})") from None
+    return text[1:] if text.startswith(BOM) else text
 
 
-def iter_lines(path: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line text without newline), streaming."""
+def iter_byte_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw bytes without the line end), streaming. Lines end at b"\n" only
+    (as in JSON Lines); a trailing b"\r" is dropped too. Decoding is left to the caller, so one
+    bad byte costs one line, not the file."""
     import io
 
     with open_input(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+        for n, line in enumerate(io.BufferedReader(raw, 1 << 20), start=1):
+            if line.endswith(b"\n"):
+                line = line[:-1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            yield n, line
+
+
+def decode_line(data: bytes) -> str:
+    """One line as text: UTF-8, a byte-order mark at its start dropped (files made by `cat` of
+    files with a BOM have one mid-file). Raises UnicodeDecodeError."""
+    text = data.decode("utf-8")
+    return text[1:] if text.startswith(BOM) else text
+
+
+def undecodable_reason(data: bytes, exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1})"
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line text without newline), streaming; a BOM is dropped and a line
+    that is not UTF-8 raises naming its line (callers that can skip a line use iter_byte_lines)."""
+    for n, data in iter_byte_lines(path):
         try:
-            for n, line in enumerate(text, start=1):
-                yield n, line.rstrip("\r\n")
+            yield n, decode_line(data)
         except UnicodeDecodeError as exc:
-            raise RaypipeError(f"{path}: not UTF-8 text ({exc})") from None
+            raise RaypipeError(f"{path}:{n}: {undecodable_reason(data, exc)}") from None
 
 
 def sha256(path: str) -> str:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from raypipe.io.formats import ConversionError, Format, SourceContext
-from raypipe.io.records import iter_records
-from raypipe.schema import Sample
+from raypipe.io.hf_layouts import expand_source_files, iter_source_records
+from raypipe.schema import Sample, id_problem
 from raypipe.validate import validate_sample
 
 
@@ -33,11 +33,12 @@ class Finding:
 def check_files(paths: list[str], fmt: Format, *, allow_incomplete: bool = False) -> Iterator[list[Finding]]:
     """The findings of each row (empty for a valid row) of every file, in order (a dataset
     folder: its committed files; an incomplete one is refused unless `allow_incomplete`)."""
-    from raypipe.io.dataset import expand_inputs
-
-    for path in expand_inputs(paths, (".json", ".jsonl", ".parquet"), allow_incomplete=allow_incomplete):
+    for path in expand_source_files(paths, allow_incomplete=allow_incomplete):
+        reason = fmt.skip(path) if fmt.skip else None
+        if reason:
+            continue
         ctx = SourceContext(path=path, source=fmt.name)
-        for rec in iter_records(path):
+        for rec in iter_source_records(path)[0]:
             if rec.error:
                 yield [Finding(path, rec.line, None, "", rec.error)]
                 continue
@@ -45,6 +46,9 @@ def check_files(paths: list[str], fmt: Format, *, allow_incomplete: bool = False
                 sample = fmt.convert(rec.value, ctx)
             except ConversionError as exc:
                 yield [Finding(path, rec.line, None, "", str(exc))]
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # as convert does
+                yield [Finding(path, rec.line, None, "", f"cannot convert: {type(exc).__name__}: {exc}")]
                 continue
             yield [Finding(path, rec.line, sample.id, p.path, p.message) for p in validate_sample(sample)]
 
@@ -57,7 +61,9 @@ def problems_of_batch(batch):
     for row in batch.to_pylist():
         sample = Sample.from_row(row)
         out["id"].append(sample.id)
-        out["problems"].append([f"{p.path}: {p.message}" for p in validate_sample(sample)])
+        problems = [f"{p.path}: {p.message}" for p in validate_sample(sample)]
+        wrong_id = None if problems else id_problem(sample)
+        out["problems"].append(problems + ([wrong_id] if wrong_id else []))
     return pa.table(out, schema=pa.schema([("id", pa.string()), ("problems", pa.list_(pa.string()))]))
 
 

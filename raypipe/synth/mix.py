@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.config import input_paths, output_path
+
 STAGE = "synth_mix"
 SOURCE_COL, RANK_COL, PICK_COL, ORDER_COL = "_mix_source", "_mix_rank", "_mix_pick", "_mix_order"
 
@@ -34,7 +36,7 @@ SOURCE_COL, RANK_COL, PICK_COL, ORDER_COL = "_mix_source", "_mix_rank", "_mix_pi
 @dataclass
 class MixSource:
     name: str
-    inputs: list[str]
+    inputs: list[str] = input_paths()
     count: int | None = None  # take exactly this many rows
     fraction: float | None = None  # take this fraction of the source (rounded)
     share: float | None = None  # this fraction of the mixture's `total`
@@ -290,7 +292,7 @@ def build_mix(datasets: dict[str, Any], sources: list[MixSource], *, seed: int =
 @dataclass
 class MixConfig:
     sources: list[MixSource]
-    out: str
+    out: str = output_path()
     seed: int = 0
     total: int | None = None  # mixture size, needed by sources given as a `share`
 

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
 from raypipe.llm.stage import RunOptions
 from raypipe.schema import Message, Sample
@@ -189,9 +190,9 @@ def with_direct_answer(negative: Sample, answer: str) -> Sample:
 
 @dataclass
 class NegativesConfig(RunOptions):
-    inputs: list[str]
-    out: str
-    tool_pool: str | None = field(default=None, metadata={
+    inputs: list[str] = input_paths()
+    out: str = output_path()
+    tool_pool: str | None = input_paths(default=None, metadata={
         "help": "JSON list of function specs for distractors (default: raypipe's shipped pool)"})
     seed: int = 0
     min_functions: int = field(default=2, metadata={"help": "add distractors until this many remain"})

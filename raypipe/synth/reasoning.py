@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
 from raypipe.llm.stage import RunOptions
 from raypipe.schema import Message, Sample, ToolCall
@@ -231,8 +232,8 @@ def with_reasons(sample: Sample, reasons: dict[int, str]) -> Sample:
 
 @dataclass
 class ReasoningConfig(RunOptions):
-    inputs: list[str]
-    out: str
+    inputs: list[str] = input_paths()
+    out: str = output_path()
     llm: LLMConfig = field(default_factory=LLMConfig)
     few_shot: bool = field(default=True, metadata={"help": "leave out the worked examples"})
     overwrite: bool = field(default=False, metadata={"help": "re-explain turns that already carry reasoning"})

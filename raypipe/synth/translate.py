@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
 from raypipe.llm.stage import RunOptions
 from raypipe.schema import Message, Sample, ToolCall
@@ -319,8 +320,8 @@ def apply_translation(sample: Sample, translated: list[dict[str, Any]], language
 
 @dataclass
 class TranslateConfig(RunOptions):
-    inputs: list[str]
-    out: str
+    inputs: list[str] = input_paths()
+    out: str = output_path()
     llm: LLMConfig = field(default_factory=LLMConfig)
     target_lang: str = field(default="zh-TW", metadata={
         "flag": "--lang", "help": "target language code (written to the samples' lang)"})
