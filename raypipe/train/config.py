@@ -59,7 +59,15 @@ class TrainConfig:
     name: str = "sft"  # run name: re-running with the same name and out resumes
     format: str = "tools-dt"  # raypipe.templates.get_format preset
     train_on: Literal["all", "last"] = "all"  # which assistant turns carry loss
-    max_seq_len: int = 4096  # longer samples are left out and counted in the summary
+    max_seq_len: int = 4096  # longer samples are left out (rejects); also the packed row length
+    # Pack samples into fixed-length rows of max_seq_len tokens before the split (position ids
+    # restart per sample, attention never crosses samples). None: on when the attention
+    # implementation supports it (SFT; DPO pairs are never packed). With packing, batch sizes
+    # count packed rows.
+    pack: bool | None = None
+    # Attention kernel (transformers' attn_implementation). None: flash_attention_2 on GPUs with
+    # the flash_attn package, else sdpa.
+    attn_implementation: str | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
     lr: float = 1e-4
     global_batch_size: int = 48  # samples per optimizer step, all workers together
@@ -80,7 +88,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # optimizer steps between checkpoints (one more at the end)
     keep_checkpoints: int = 2
     max_failures: int = 2  # worker-group restarts from the last checkpoint
-    merge: bool = False  # also export the merged model (what vLLM serves without LoRA)
+    merge: bool = False  # also export the merged model (a standalone checkpoint)
+    vllm_export: bool = True  # export vllm/: the base with the new token rows + a plain LoRA adapter
     peak_tflops: float | None = None  # per-device peak for MFU; None: known GPUs only
     tiny_model: TinyModelSettings | None = None
     # Fault drill: one worker kills its own process once at this optimizer step, to rehearse
