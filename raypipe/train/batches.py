@@ -7,10 +7,11 @@ trained), `token_source` (each token's source index, for the per-source loss) an
 Packed rows hold several samples each, with `position_ids` restarting at 0 per sample and
 attention that never crosses samples:
 
-- sdpa / eager (and the CPU): a 4D block-causal mask per row (the padding tail is a segment of
-  its own, so no attention row is empty);
-- flash-attention: the micro-batch is one row of `rows x pack_len` tokens with position_ids only;
-  transformers turns the position_ids resets into flash-attention's varlen `cu_seqlens`.
+- varlen (flash-attention, and SDPA through `raypipe.train.attention`): the micro-batch is one
+  row of `rows x pack_len` tokens with the sample boundaries as `cu_seq_lens_q/k`, the layout of
+  flash-attention's varlen kernel;
+- eager: a 4D block-causal mask per row (the padding tail is a segment of its own, so no
+  attention row is empty).
 
 A sample's first label is set to -100 in a packed row; it is never a target anyway (position t
 predicts token t+1), and this keeps the previous sample's last position from predicting it.
@@ -21,8 +22,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 IGNORE = -100
-FLASH = ("flash_attention_2", "flash_attention_3")
-PACKING_ATTENTION = ("sdpa", "eager", *FLASH)  # implementations that honour the packed layout
+VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "raypipe_varlen_sdpa")
+PACKING_ATTENTION = ("sdpa", "eager", *VARLEN_ATTENTION)  # implementations that keep samples apart
 
 
 def collate(rows: Sequence[dict], pad_id: int, device, prefix: str = "") -> dict[str, Any]:
@@ -55,9 +56,9 @@ def collate(rows: Sequence[dict], pad_id: int, device, prefix: str = "") -> dict
 
 
 def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, device, *,
-                   flatten: bool = False, mask_dtype=None) -> dict[str, Any]:
+                   varlen: bool = True, mask_dtype=None) -> dict[str, Any]:
     """Packed micro-batch: each unit (the samples of one packed row) becomes one row of `pack_len`
-    tokens. `flatten` (flash-attention) gives one row of all tokens and no mask."""
+    tokens. `varlen`: one row of all tokens with `cu_seq_lens`; else a 4D block-causal mask."""
     import torch
 
     from raypipe.templates.batching import block_causal_mask
@@ -67,7 +68,7 @@ def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, 
     labels = torch.full((n, pack_len), IGNORE, dtype=torch.long)
     position_ids = torch.zeros((n, pack_len), dtype=torch.long)
     source = torch.zeros((n, pack_len), dtype=torch.long)
-    masks, real = [], 0
+    masks, lengths, real = [], [], 0
     for b, rows in enumerate(units):
         at, seq_lens = 0, []
         for r in rows:
@@ -86,9 +87,10 @@ def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, 
         if at < pack_len:  # the padding tail: its own segment, no loss
             position_ids[b, at:] = torch.arange(pack_len - at)
             seq_lens.append(pack_len - at)
-        if not flatten:
+        lengths += seq_lens
+        if not varlen:
             masks.append(block_causal_mask(seq_lens, dtype=mask_dtype or torch.float32)[0])
-    if flatten:
+    if varlen:
         input_ids, labels = input_ids.view(1, -1), labels.view(1, -1)
         position_ids, source = position_ids.view(1, -1), source.view(1, -1)
     batch = {
@@ -99,7 +101,13 @@ def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, 
         "real_tokens": real,
     }
     batch["model_inputs"] = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
-    if not flatten:
+    if varlen:
+        cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        cu[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
+        cu = cu.to(device)
+        batch["model_inputs"].update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=max(lengths),
+                                     max_length_k=max(lengths))
+    else:
         batch["model_inputs"]["attention_mask"] = torch.stack(masks).to(device)
     return batch
 
@@ -108,5 +116,5 @@ def make_batch(units: Sequence[Sequence[dict]], spec: dict[str, Any], device, ma
     """The recipe's micro-batch from its units: packed when the run packs, else padded rows."""
     if spec.get("pack_len"):
         return collate_packed(units, spec["pack_len"], spec["pad_id"], device,
-                              flatten=spec.get("attn_implementation") in FLASH, mask_dtype=mask_dtype)
+                              varlen=spec.get("attn_implementation") in VARLEN_ATTENTION, mask_dtype=mask_dtype)
     return collate([rows[0] for rows in units], spec["pad_id"], device)

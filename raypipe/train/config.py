@@ -76,6 +76,7 @@ class TrainConfig:
     use_gpu: bool | None = None  # None: GPUs when the cluster has them
     cpus_per_worker: float = 1.0
     epochs: int = 3
+    max_steps: int | None = None  # stop after this many optimizer steps (benchmarks, smoke runs)
     warmup_steps: int = 100
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0

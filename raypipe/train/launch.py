@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from raypipe.errors import RaypipeError
+from raypipe.train.attention import VARLEN_SDPA
 from raypipe.train.config import TrainConfig
 from raypipe.train.data import prepare_data, steps_per_epoch
 from raypipe.train.session import CHECKPOINT_DONE, LocalSession
@@ -39,6 +40,8 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
     attn = resolve_attention(cfg.attn_implementation, bool(use_gpu))
     pack_len = cfg.max_seq_len if resolve_pack(cfg.pack, attn, pairs) else None
+    if pack_len and attn == "sdpa":
+        attn = VARLEN_SDPA  # SDPA per sample: no attention scores across (or between) samples
     data = prepare_data(cfg, tokenizer, fmt, out, pairs=pairs, use_ray=not local,
                         tokenizer_dir=str(out / "tokenizer"))
     plan = plan_from_data(data, pack_len)
@@ -53,7 +56,7 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
         "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         "sources": data.sources,
         "steps_per_epoch": per_epoch,
-        "total_steps": per_epoch * cfg.epochs,
+        "total_steps": min(per_epoch * cfg.epochs, cfg.max_steps or per_epoch * cfg.epochs),
         "run_dir": str(out),
         "plan_dir": str(out / "plan"),
         "data_fingerprint": plan.fingerprint(),

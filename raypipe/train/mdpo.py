@@ -49,7 +49,7 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
     log = StepLog(cfg, spec, session, model)
     last_saved = state.step
     engine.train()
-    while state.epoch < cfg.epochs:
+    while state.epoch < cfg.epochs and state.step < spec["total_steps"]:
         for micro_batches, ids in optimizer_steps(plan, store, session, cfg, state.epoch,
                                                   spec["steps_per_epoch"], state.step_in_epoch):
             log.start_step()
@@ -94,6 +94,8 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
             if state.step % cfg.checkpoint_every == 0:
                 last_saved = checkpoint_and_report(engine, model, session, state)
             maybe_kill_drill(cfg, spec, session, state)
+            if state.step == spec["total_steps"]:  # max_steps
+                break
         state.epoch += 1
         state.step_in_epoch = 0
 

@@ -16,6 +16,10 @@ def load_causal_lm(name_or_path: str, dtype: Any, attn_implementation: str | Non
     `device` (throughput benchmarks of a model shape without its weights)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from raypipe.train.attention import VARLEN_SDPA, register_varlen_sdpa
+
+    if attn_implementation == VARLEN_SDPA:
+        register_varlen_sdpa()  # in every worker process, before the model asks for it
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
     if random_init:
         import torch

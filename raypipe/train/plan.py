@@ -50,10 +50,12 @@ class TrainPlan:
         return self.unit_items[self.unit_offsets[unit]:self.unit_offsets[unit + 1]]
 
     def fingerprint(self) -> str:
-        """Changes when any unit's rows change: a resumed run must train on the same plan."""
+        """Changes when any unit's rows (ids, token counts) or their order change: a resumed run
+        must train on the same plan."""
         h = hashlib.sha256()
         h.update(json.dumps({"pack_len": self.pack_len, "pairs": self.pairs}).encode())
         h.update(np.ascontiguousarray(self.unit_offsets, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.item_tokens[self.unit_items], dtype=np.int64).tobytes())
         h.update("\n".join(self.item_id[self.unit_items].tolist()).encode())
         return h.hexdigest()[:16]
 
