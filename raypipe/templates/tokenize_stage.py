@@ -292,7 +292,8 @@ def tokenize_dataset(
         TokenizeStage,
         fn_constructor_kwargs={"tokenizer_dir": tokenizer_dir, "fmt": fmt.to_dict(), "train_on": train_on,
                                "max_tokens": max_tokens, "pairs": pairs},
-        batch_format="pyarrow", batch_size=256, concurrency=num_workers,
+        # an autoscaling pool (1..num_workers actors) never takes every CPU from the read tasks
+        batch_format="pyarrow", batch_size=256, concurrency=(1, max(1, num_workers)),
     ).materialize()  # computed once, then split into data and rejects
     _write_ray(staged, out_dir, pairs)
     parts = staged.map_batches(_batch_counts, batch_format="pyarrow", batch_size=None).take_all()

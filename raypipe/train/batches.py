@@ -38,8 +38,8 @@ def collate(rows: Sequence[dict], pad_id: int, device, prefix: str = "") -> dict
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     source = torch.zeros((len(rows), width), dtype=torch.long)
     for i, (x, y) in enumerate(zip(ids, labels)):
-        input_ids[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
-        label_t[i, : len(y)] = torch.as_tensor(y, dtype=torch.long)
+        input_ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+        label_t[i, : len(y)] = torch.tensor(y, dtype=torch.long)
         mask[i, : len(x)] = 1
         source[i] = int(rows[i].get("source_idx", 0))
     batch = {
@@ -75,8 +75,8 @@ def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, 
             k = len(r["input_ids"])
             if at + k > pack_len:
                 raise ValueError(f"packed row {b} holds more than pack_len {pack_len} tokens")
-            input_ids[b, at:at + k] = torch.as_tensor(r["input_ids"], dtype=torch.long)
-            row_labels = torch.as_tensor(r["labels"], dtype=torch.long).clone()
+            input_ids[b, at:at + k] = torch.tensor(r["input_ids"], dtype=torch.long)
+            row_labels = torch.tensor(r["labels"], dtype=torch.long)
             row_labels[0] = IGNORE
             labels[b, at:at + k] = row_labels
             position_ids[b, at:at + k] = torch.arange(k)

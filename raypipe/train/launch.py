@@ -22,7 +22,34 @@ from raypipe.train.data import prepare_data, steps_per_epoch
 from raypipe.train.session import CHECKPOINT_DONE, LocalSession
 
 
+@dataclasses.dataclass
+class PreparedRun:
+    """Everything the driver prepares before the recipe starts (see `prepare_run`)."""
+
+    spec: dict[str, Any]  # what every worker gets: plain data
+    out: Path
+    model_path: Any
+    tokenizer: Any
+    fmt: Any
+    counts: dict[str, Any]
+
+
 def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool = False) -> dict[str, Any]:
+    run = prepare_run(cfg, pairs=pairs)
+    if run.spec["local"]:
+        loop(run.spec)
+        final = LocalSession(str(run.out)).latest_checkpoint()
+        if final is None:
+            raise RaypipeError(f"{cfg.name}: training produced no checkpoint under {run.out}/checkpoints")
+        return finish(cfg, final, run)
+    result = _fit_with_ray(cfg, loop, run.spec)
+    with result.checkpoint.as_directory() as final:
+        return finish(cfg, final, run)
+
+
+def prepare_run(cfg: TrainConfig, *, pairs: bool = False, use_ray: bool | None = None) -> PreparedRun:
+    """Tokenizer, data (tokenized on Ray workers when `use_ray`, default: with Ray Train
+    workers), the plan every worker follows, and the spec the recipe runs from."""
     from raypipe.templates import get_format
 
     if not _cuda():
@@ -42,7 +69,7 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
     pack_len = cfg.max_seq_len if resolve_pack(cfg.pack, attn, pairs) else None
     if pack_len and attn == "sdpa":
         attn = VARLEN_SDPA  # SDPA per sample: no attention scores across (or between) samples
-    data = prepare_data(cfg, tokenizer, fmt, out, pairs=pairs, use_ray=not local,
+    data = prepare_data(cfg, tokenizer, fmt, out, pairs=pairs, use_ray=not local if use_ray is None else use_ray,
                         tokenizer_dir=str(out / "tokenizer"))
     plan = plan_from_data(data, pack_len)
     _check_same_plan(plan, out, cfg)
@@ -74,15 +101,7 @@ def run_training(cfg: TrainConfig, loop: Callable[[dict], None], *, pairs: bool 
         flush=True,
     )
     counts = {**data.counts, "units_per_epoch": plan.num_units, "pack_len": pack_len}
-    if local:
-        loop(spec)
-        final = LocalSession(str(out)).latest_checkpoint()
-        if final is None:
-            raise RaypipeError(f"{cfg.name}: training produced no checkpoint under {out}/checkpoints")
-        return finish(cfg, final, out, model_path, tokenizer, fmt, counts, spec)
-    result = _fit_with_ray(cfg, loop, spec)
-    with result.checkpoint.as_directory() as final:
-        return finish(cfg, final, out, model_path, tokenizer, fmt, counts, spec)
+    return PreparedRun(spec=spec, out=out, model_path=model_path, tokenizer=tokenizer, fmt=fmt, counts=counts)
 
 
 def resolve_attention(requested: str | None, use_gpu: bool) -> str:
@@ -169,10 +188,11 @@ def _fit_with_ray(cfg: TrainConfig, loop, spec: dict):
     return result
 
 
-def finish(cfg, final_dir, out: Path, model_path, tokenizer, fmt, counts, spec) -> dict[str, Any]:
+def finish(cfg, final_dir, run: PreparedRun) -> dict[str, Any]:
     from raypipe.train.export import export_adapter, export_merged, export_vllm
     from raypipe.train.metrics import write_curves
 
+    out, model_path, tokenizer, fmt, counts, spec = run.out, run.model_path, run.tokenizer, run.fmt, run.counts, run.spec
     state = json.loads((Path(final_dir) / CHECKPOINT_DONE).read_text())
     if state["step"] != spec["total_steps"]:
         raise RaypipeError(f"{cfg.name}: last checkpoint is at step {state['step']} of {spec['total_steps']}")

@@ -114,6 +114,6 @@ def pair_batch(units: list[list[dict]], pad_id: int, device) -> dict:
     batch = collate(both, pad_id, device)
     sft = torch.full_like(batch["labels"], IGNORE)
     for i, r in enumerate(rows):
-        sft[i, : len(r["chosen_labels"])] = torch.as_tensor(r["chosen_labels"], dtype=torch.long)
+        sft[i, : len(r["chosen_labels"])] = torch.tensor(r["chosen_labels"], dtype=torch.long)
     batch["sft_labels"] = sft
     return batch

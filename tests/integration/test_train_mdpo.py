@@ -8,30 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.schema import ToolCall
 from raypipe.testing.samples import first_call_samples
+from raypipe.testing.samples import wrong_values_negative as corrupt
 
 pytestmark = pytest.mark.integration
-
-
-def corrupt(sample):
-    """The negative trajectory: the same dialog whose last call has every string argument wrong
-    (another allowed value where the function lists them: a negative differs in behaviour only,
-    and the tokenize stage rejects a sample the strict validator refuses)."""
-    from raypipe.validate import function_name, function_parameters
-
-    last = sample.messages[-1]
-    specs = {function_name(f): function_parameters(f).get("properties", {}) for f in sample.functions}
-
-    def wrong(name, key, value):
-        if not isinstance(value, str):
-            return value
-        allowed = specs.get(name, {}).get(key, {}).get("enum")
-        return next(v for v in allowed if v != value) if allowed else "somewhere else"
-
-    calls = [ToolCall(c.name, {k: wrong(c.name, k, v) for k, v in c.arguments.items()}) for c in last.tool_calls]
-    messages = [*sample.messages[:-1], type(last)(role="assistant", content=last.content, tool_calls=calls)]
-    return sample.derive("test_corrupt", messages=messages)
 
 
 def logp_margins(model, tokenizer, pairs, fmt):
