@@ -1,18 +1,31 @@
-"""The `raypipe` command line: commands are discovered from `raypipe/commands/`."""
+"""The `raypipe` command line: commands are discovered from `raypipe/commands/`.
+
+The error contract lives here: a user error (`RaypipeError`, `ConfigError`, an unusable path
+the OS refused) prints `raypipe: error: ...` (one line per problem; a single error is exactly
+one line) and exits 2, also when it was raised inside a Ray task or actor and comes back
+wrapped in Ray's exceptions. `RAYPIPE_DEBUG=1` (or true/yes/on) shows the traceback instead.
+Anything else is a bug in raypipe and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import sys
 
-from raypipe.config import ConfigError
-from raypipe.errors import RaypipeError
-from raypipe.registry import all_commands
+from raypipe.commands import all_commands
+from raypipe.contract import debug_enabled, user_error_lines
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own: usage + "prog: error:"; ours: one line
+        print(f"raypipe: error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
+@functools.lru_cache(maxsize=1)
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """Built once per process (~60 ms: every command's arguments); parse_args keeps no state."""
+    parser = _Parser(
         prog="raypipe",
         description="Function-calling LLM recipes as Ray batch jobs: synthesize, train, evaluate.",
     )
@@ -41,15 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args._run(args)
-    except (RaypipeError, ConfigError, FileNotFoundError) as exc:
-        if os.environ.get("RAYPIPE_DEBUG"):
-            raise
-        msg = str(exc).strip() or type(exc).__name__
-        print(f"raypipe: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("raypipe: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        lines = user_error_lines(exc)
+        if lines is None or debug_enabled():
+            raise
+        for line in lines:
+            print(f"raypipe: error: {line}", file=sys.stderr)
+        return 2
     return int(code or 0)
 
 

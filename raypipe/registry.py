@@ -1,4 +1,5 @@
-"""How command modules plug into the CLI and into job files.
+"""How command modules plug into the CLI and into job files (the types; the discovery of the
+modules in raypipe/commands/ is `raypipe.commands.all_commands` / `all_steps`).
 
 Every module in `raypipe/commands/` may define:
 
@@ -12,8 +13,6 @@ Command modules must stay cheap to import: heavy imports go inside the functions
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -40,27 +39,3 @@ class JobContext:
     name: str
     job_file: str
     results: dict[str, dict] = field(default_factory=dict)  # step label -> summary
-
-
-def command_modules() -> list[Any]:
-    import raypipe.commands as pkg
-
-    return [
-        importlib.import_module(f"{pkg.__name__}.{m.name}")
-        for m in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name)
-        if not m.name.startswith("_")
-    ]
-
-
-def all_commands() -> list[Command]:
-    return [c for mod in command_modules() for c in getattr(mod, "COMMANDS", [])]
-
-
-def all_steps() -> dict[str, Step]:
-    steps: dict[str, Step] = {}
-    for mod in command_modules():
-        for step in getattr(mod, "STEPS", []):
-            if step.kind in steps:
-                raise RuntimeError(f"step kind {step.kind!r} registered twice ({mod.__name__})")
-            steps[step.kind] = step
-    return steps

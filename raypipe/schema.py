@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+from raypipe import safejson
 
 SCHEMA_VERSION = 1
 
@@ -57,18 +60,46 @@ class Message:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Message":
-        calls = [
-            ToolCall(name=c["name"], arguments=dict(c.get("arguments") or {}), id=c.get("id"))
-            for c in (d.get("tool_calls") or [])
-        ]
+        """From `to_dict()`'s form or the OpenAI wire form: calls nested under ``function``,
+        ``arguments`` as a JSON string, ``content`` as a list of text parts, reasoning as
+        ``reasoning_content``. Raises ValueError for what none of these forms allows."""
+        reasoning = d.get("reasoning")
         return cls(
             role=d["role"],
-            content=d.get("content"),
-            tool_calls=calls,
-            reasoning=d.get("reasoning"),
+            content=content_text(d.get("content")),
+            tool_calls=[_call_from_dict(c) for c in (d.get("tool_calls") or [])],
+            reasoning=reasoning if reasoning is not None else d.get("reasoning_content"),
             name=d.get("name"),
             tool_call_id=d.get("tool_call_id"),
         )
+
+
+def content_text(content: Any) -> str | None:
+    """Message content as text: a string as is, OpenAI content parts (``[{"type": "text",
+    "text": ...}]``) joined."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if len(texts) == len(content) and all(isinstance(t, str) for t in texts):
+            return "".join(texts)
+        raise ValueError("content: only text parts ({'type': 'text', 'text': ...}) are supported")
+    raise ValueError(f"content: expected a string or a list of text parts, got {type(content).__name__}")
+
+
+def _call_from_dict(c: dict[str, Any]) -> ToolCall:
+    fn = c["function"] if isinstance(c.get("function"), dict) else c
+    arguments = fn.get("arguments")
+    if isinstance(arguments, str):
+        from raypipe import safejson
+
+        try:
+            arguments = safejson.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arguments of {fn.get('name')!r} are not valid JSON: {exc.msg}") from None
+    if arguments is not None and not isinstance(arguments, dict):
+        raise ValueError(f"arguments of {fn.get('name')!r} must be an object, got {type(arguments).__name__}")
+    return ToolCall(name=fn["name"], arguments=dict(arguments or {}), id=c.get("id"))
 
 
 @dataclass
@@ -114,13 +145,13 @@ class Sample:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Sample":
         return cls(
-            id=d.get("id") or "",
-            source=d.get("source") or "",
-            lang=d.get("lang") or "en",
-            functions=list(d.get("functions") or []),
-            messages=[Message.from_dict(m) for m in d.get("messages") or []],
-            meta=dict(d.get("meta") or {}),
-            lineage=[Lineage(x["stage"], x.get("parent_id")) for x in d.get("lineage") or []],
+            id=_given(d, "id", ""),
+            source=_given(d, "source", ""),
+            lang=_given(d, "lang", "en"),
+            functions=_copy(_given(d, "functions", [])),
+            messages=[Message.from_dict(m) for m in _given(d, "messages", [])],
+            meta=_copy(_given(d, "meta", {})),
+            lineage=[Lineage(x["stage"], x.get("parent_id")) for x in _given(d, "lineage", [])],
         )
 
     def to_row(self) -> dict[str, Any]:
@@ -155,7 +186,7 @@ class Sample:
         messages = []
         for m in _as_list(row.get("messages")):
             calls = [
-                ToolCall(name=c["name"], arguments=json.loads(c["arguments"]), id=c.get("id"))
+                ToolCall(name=c["name"], arguments=safejson.loads(c["arguments"]), id=c.get("id"))
                 for c in _as_list(m.get("tool_calls"))
             ]
             messages.append(
@@ -172,9 +203,9 @@ class Sample:
             id=row["id"],
             source=row.get("source") or "",
             lang=row.get("lang") or "en",
-            functions=[json.loads(f) for f in _as_list(row.get("functions"))],
+            functions=[safejson.loads(f) for f in _as_list(row.get("functions"))],
             messages=messages,
-            meta=json.loads(row.get("meta") or "{}"),
+            meta=safejson.loads(row.get("meta") or "{}"),
             lineage=[Lineage(x["stage"], x.get("parent_id")) for x in _as_list(row.get("lineage"))],
         )
 
@@ -201,6 +232,17 @@ class Sample:
         )
 
 
+def _given(d: dict[str, Any], key: str, default: Any) -> Any:
+    """d[key], or the default when it is absent, null or empty. A value of another type is kept
+    as it is (never coerced: `list("abc")` would invent data), for `shape_problems` to name."""
+    value = d.get(key)
+    return default if value is None or value == "" or value == [] or value == {} else value
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+
+
 def _as_list(value: Any) -> list:
     if value is None:
         return []
@@ -215,6 +257,74 @@ def content_id(functions: Iterable[dict[str, Any]], messages: Iterable[Message])
         {"functions": list(functions), "messages": [m.to_dict() for m in messages]}
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+# The form of `content_id`: a sample whose id has this form claims to be that hash.
+CONTENT_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def id_problem(sample: "Sample") -> str | None:
+    """Why the sample's id cannot be trusted, or None.
+
+    An id of the content-hash form must be the hash of this sample's functions and messages:
+    a copied or stale id would make two different samples one (dedup, mixing and resume key
+    on ids). Other ids are names given by the stage that generated the sample (ToolFlow and
+    MAGNET dialog ids) and are taken as given."""
+    if not isinstance(sample.id, str) or not sample.id:
+        return f"id: expected a non-empty string, got {type(sample.id).__name__}"
+    if CONTENT_ID.fullmatch(sample.id):
+        expected = content_id(sample.functions, sample.messages)
+        if expected != sample.id:
+            return (f"id: {sample.id} is not the id of this content ({expected}): the sample was "
+                    "edited after its id was made, or carries another sample's id")
+    return None
+
+
+def _check_type(problems: list[tuple[str, str]], path: str, value: Any, kinds: tuple[type, ...],
+                optional: bool = False) -> bool:
+    if value is None and optional:
+        return True
+    if isinstance(value, kinds) and not isinstance(value, bool):
+        return True
+    want = "/".join(k.__name__ for k in kinds) + (" or null" if optional else "")
+    problems.append((path, f"expected {want}, got {type(value).__name__}"))
+    return False
+
+
+def shape_problems(sample: "Sample") -> list[tuple[str, str]]:
+    """(field path, message) for every value whose type the sample schema (and so Arrow) cannot
+    hold: a number where a string belongs, a list where arguments (an object) belong. Checked
+    before anything else looks inside a sample, so hostile rows become rejects, not crashes."""
+    problems: list[tuple[str, str]] = []
+    for name in ("id", "source", "lang"):
+        _check_type(problems, name, getattr(sample, name), (str,))
+    if _check_type(problems, "functions", sample.functions, (list,)):
+        for i, spec in enumerate(sample.functions):
+            _check_type(problems, f"functions[{i}]", spec, (dict,))
+    _check_type(problems, "meta", sample.meta, (dict,))
+    if _check_type(problems, "lineage", sample.lineage, (list,)):
+        for i, step in enumerate(sample.lineage):
+            if _check_type(problems, f"lineage[{i}]", step, (Lineage,)):
+                _check_type(problems, f"lineage[{i}].stage", step.stage, (str,))
+                _check_type(problems, f"lineage[{i}].parent_id", step.parent_id, (str,), optional=True)
+    if not _check_type(problems, "messages", sample.messages, (list,)):
+        return problems
+    for i, msg in enumerate(sample.messages):
+        where = f"messages[{i}]"
+        if not _check_type(problems, where, msg, (Message,)):
+            continue
+        _check_type(problems, f"{where}.role", msg.role, (str,))
+        for key in ("content", "reasoning", "name", "tool_call_id"):
+            _check_type(problems, f"{where}.{key}", getattr(msg, key), (str,), optional=True)
+        if not _check_type(problems, f"{where}.tool_calls", msg.tool_calls, (list,)):
+            continue
+        for j, call in enumerate(msg.tool_calls):
+            cpath = f"{where}.tool_calls[{j}]"
+            if _check_type(problems, cpath, call, (ToolCall,)):
+                _check_type(problems, f"{cpath}.name", call.name, (str,))
+                _check_type(problems, f"{cpath}.arguments", call.arguments, (dict,))
+                _check_type(problems, f"{cpath}.id", call.id, (str,), optional=True)
+    return problems
 
 
 def arrow_schema():

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from raypipe.schema import ROLES, Sample
+from raypipe.schema import ROLES, Sample, shape_problems
 
 
 @dataclass(frozen=True)
@@ -55,11 +55,25 @@ def _type_ok(value: Any, type_name: str) -> bool:
     return True  # "any" and unknown type names accept everything
 
 
+def allows_null(schema: dict[str, Any]) -> bool:
+    """Whether a property schema admits null: no type at all, type null (or a list with it),
+    ``nullable: true``, null among the enum values, or an anyOf/oneOf branch that does."""
+    declared = schema.get("type")
+    if not declared and not any(k in schema for k in ("anyOf", "oneOf", "enum")):
+        return True
+    types = declared if isinstance(declared, list) else [declared]
+    if "null" in types or schema.get("nullable") is True or None in (schema.get("enum") or []):
+        return True
+    return any(allows_null(b) for k in ("anyOf", "oneOf") for b in schema.get(k) or [] if isinstance(b, dict))
+
+
 def check_value(value: Any, schema: dict[str, Any], path: str) -> list[Problem]:
     """Check one value against a (JSON-schema or BFCL) property schema, recursively."""
     problems: list[Problem] = []
     if not isinstance(schema, dict):
         return problems
+    if value is None:
+        return [] if allows_null(schema) else [Problem(path, f"null is not allowed (the spec declares {_declared(schema)})")]
     declared = schema.get("type")
     types = declared if isinstance(declared, list) else [declared] if declared else []
     if types and not any(_type_ok(value, t) for t in types):
@@ -75,25 +89,76 @@ def check_value(value: Any, schema: dict[str, Any], path: str) -> list[Problem]:
     return problems
 
 
+def _declared(schema: dict[str, Any]) -> str:
+    declared = schema.get("type")
+    if declared:
+        return "type " + "/".join(declared) if isinstance(declared, list) else f"type {declared}"
+    return "enum " + str(schema.get("enum")) if "enum" in schema else "no null"
+
+
+def check_spec(spec: Any, path: str) -> list[Problem]:
+    """Property schemas must be objects: a null one (what an Arrow schema merge leaves for the
+    properties of other functions) declares nothing."""
+    params = function_parameters(spec) if isinstance(spec, dict) else {}
+    return _check_schema(params, f"{path}.parameters")
+
+
+def _check_schema(schema: dict[str, Any], path: str) -> list[Problem]:
+    problems = []
+    props = schema.get("properties")
+    if isinstance(props, dict):
+        for name, prop in props.items():
+            if not isinstance(prop, dict):
+                problems.append(Problem(f"{path}.properties.{name}",
+                                        f"property schema must be an object, got {'null' if prop is None else type(prop).__name__}"))
+            else:
+                problems += _check_schema(prop, f"{path}.properties.{name}")
+    if isinstance(schema.get("items"), dict):
+        problems += _check_schema(schema["items"], f"{path}.items")
+    return problems
+
+
+def spec_problems(params: Any) -> list[tuple[str, str]]:
+    """(field, message) for a parameters object the checks cannot read."""
+    if not isinstance(params, dict):
+        return [("", f"expected an object, got {type(params).__name__}")]
+    problems = []
+    props = params.get("properties")
+    if props is not None and not isinstance(props, dict):
+        problems.append((".properties", f"expected an object, got {type(props).__name__}"))
+    required = params.get("required")
+    if required is not None and not (isinstance(required, list) and all(isinstance(n, str) for n in required)):
+        problems.append((".required", "expected a list of argument names"))
+    return problems
+
+
 def check_arguments(arguments: Any, params: dict[str, Any], path: str) -> list[Problem]:
     """Required present, nothing undeclared, each value typed as declared."""
     if not isinstance(arguments, dict):
         return [Problem(path, f"arguments must be an object, got {type(arguments).__name__}")]
     props = params.get("properties") or {}
+    required = params.get("required") or []
+    if spec_problems(params):  # reported once, on the function spec itself
+        return []
     problems = [
         Problem(f"{path}.{name}", "required argument missing")
-        for name in params.get("required") or []
+        for name in required
         if name not in arguments
     ]
     for key, value in arguments.items():
         if key not in props:
             problems.append(Problem(f"{path}.{key}", "argument not declared by the function"))
+        elif not isinstance(props[key], dict):
+            problems.append(Problem(f"{path}.{key}", "the function's schema for this argument is null"))
         else:
             problems += check_value(value, props[key], f"{path}.{key}")
     return problems
 
 
 def validate_sample(sample: Sample) -> list[Problem]:
+    shape = shape_problems(sample)
+    if shape:  # the checks below assume the schema's types
+        return [Problem(path, message) for path, message in shape]
     problems: list[Problem] = []
     specs: dict[str, dict[str, Any]] = {}
     for i, spec in enumerate(sample.functions):
@@ -104,6 +169,10 @@ def validate_sample(sample: Sample) -> list[Problem]:
             problems.append(Problem(f"functions[{i}].name", f"duplicate function {name!r}"))
         else:
             specs[name] = spec
+        if isinstance(spec, dict):
+            unreadable = [Problem(f"functions[{i}].parameters{where}", message)
+                          for where, message in spec_problems(function_parameters(spec))]
+            problems += unreadable or check_spec(spec, f"functions[{i}]")
 
     if not sample.messages:
         problems.append(Problem("messages", "conversation is empty"))

@@ -8,7 +8,8 @@ python3 -m venv .venv
 # constraints.txt pins torch to the CPU build on CPU-only machines; PIP_CONSTRAINT (not -c)
 # also reaches the isolated build environments of source-only packages such as DeepSpeed.
 export PIP_CONSTRAINT="$PWD/constraints.txt"
-pip install --quiet -e ".[dev]"
+# serve: the end-to-end test runs the real `transformers serve`
+pip install --quiet -e ".[dev,serve]"
 export DS_ACCELERATOR=cpu
 set +e
 python -m pytest "$@"

@@ -34,3 +34,11 @@ def local_ray():
             log_to_driver=False,
         )
     yield ray
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fuzz-examples", type=int, default=None,
+        help="examples per fuzz test (tests/fuzz); default 200, fixed seed (CI). Any number given "
+        "here runs with fresh random seeds, for long runs hunting new bugs",
+    )

@@ -13,7 +13,7 @@ def _add_bench(p) -> None:
     p.add_argument("--quick", action="store_true", help="a quarter of the requests (a smoke run)")
     p.add_argument("--only", default=None,
                    help="comma-separated scenarios: latency_bound, ray_http_processor, client_cpu, "
-                        "rate_limited, faults, resume (default: all)")
+                        "rate_limited, faults, resume, scale (default: all)")
 
 
 def _run_bench(args) -> int:

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.errors import RaypipeError
 from raypipe.registry import Command, Step
 
@@ -15,7 +16,7 @@ FORMAT_NAMES = ("openai", "chat", "xlam", "glaive", "sharegpt", "bfcl", "openorc
 @dataclass
 class SourceConfig:
     format: str
-    inputs: list[str]
+    inputs: list[str] = input_paths()
     source: str | None = None  # Sample.source; default: the format name
     lang: str | None = None  # force a language; default: the format's guess, else "en"
 
@@ -26,11 +27,11 @@ class SourceConfig:
 
 @dataclass
 class ConvertConfig:
-    out: str
+    out: str = output_path()
     sources: list[SourceConfig] = field(default_factory=list)
     strict: bool = False  # fail the job if any row is rejected
     output: Literal["parquet", "jsonl"] = "parquet"
-    shard_rows: int = 50_000
+    shard_rows: int = number(ge=1, default=50_000)
     force: bool = False  # convert again even if OUT holds a finished run of the same inputs
 
     def __post_init__(self) -> None:
@@ -63,10 +64,12 @@ def _add(p) -> None:
 
 
 def _run(args) -> int:
-    config = ConvertConfig(
+    from raypipe.config import load_config
+
+    config = load_config(ConvertConfig, dict(  # checked like a job step: --shard-rows 0 is one line
         out=args.out, strict=args.strict, output=args.output, shard_rows=args.shard_rows, force=args.force,
-        sources=[SourceConfig(format=args.format, inputs=args.inputs, source=args.source, lang=args.lang)],
-    )
+        sources=[dict(format=args.format, inputs=args.inputs, source=args.source, lang=args.lang)],
+    ), where="convert")
     report = convert(config, log=lambda msg: print(msg, file=sys.stderr))
     for r in report.rejects_preview:
         print(f"rejected {r['file']}:{r['line']}: {r['reason']}", file=sys.stderr)

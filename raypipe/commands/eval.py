@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raypipe.infer.bfcl import DEFAULT_CATEGORIES, EvalBfclConfig, check_run_meta
+from raypipe.config import input_paths, output_path
+from raypipe.infer.bfcl import EvalBfclConfig, check_run_meta
 from raypipe.infer.config import GenerationConfig
 from raypipe.registry import Command, Step
 
@@ -16,8 +17,9 @@ def _add_generation(p) -> None:
     g = p.add_argument_group("generation")
     g.add_argument("--model", required=False, help="model path or hub name (base or merged)")
     g.add_argument("--adapter", default=None, help="PEFT LoRA adapter directory")
-    g.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto",
-                   help="auto: vLLM when installed and the cluster has GPUs, else transformers on CPU")
+    g.add_argument("--backend", choices=["auto", "vllm", "transformers", "openai"], default="auto",
+                   help="auto: vLLM when installed and the cluster has GPUs, else transformers on CPU; "
+                   "openai: a hosted model behind --base-url (eval bfcl)")
     g.add_argument("--batch-size", type=int, default=16)
     g.add_argument("--max-new-tokens", type=int, default=512)
     g.add_argument("--replicas", type=int, default=1, help="engine/generation actors")
@@ -34,6 +36,8 @@ def _generation(args) -> GenerationConfig:
 
     if not args.model:
         raise RaypipeError("--model is required")
+    if args.backend == "openai":
+        raise RaypipeError("--backend openai answers BFCL items only (raypipe eval bfcl); give answers with --answers")
     try:
         return GenerationConfig(
             model=args.model, adapter=args.adapter, backend=args.backend, batch_size=args.batch_size,
@@ -55,29 +59,62 @@ def _init_ray(address: str | None) -> None:
 
 
 def _add_bfcl(p) -> None:
-    p.add_argument("--data", required=True, help="directory holding en/, zhtw/ and possible_answer/")
-    p.add_argument("--lang", choices=["en", "zhtw"], default="zhtw")
-    p.add_argument("--format", default="tools-dt", help="raypipe template preset (see docs/templates.md)")
+    p.add_argument("--data", required=True, help="V1 / zh-TW (en/, zhtw/, possible_answer/) or V3/V4 "
+                   "(BFCL_v4_*.json with possible_answer/) data directory")
+    p.add_argument("--lang", choices=["en", "zhtw"], default="zhtw", help="V1 / zh-TW question language")
+    p.add_argument("--bfcl-version", choices=["v1", "v3", "v4"], default=None,
+                   help="data version to evaluate (default: V1 if present, else V4, else V3)")
+    p.add_argument("--format", default="tools-dt", help="local backends: raypipe template preset (docs/templates.md)")
     p.add_argument("--out", required=True, help="run directory (re-use it to resume)")
-    p.add_argument("--categories", nargs="+", default=None, help=f"default: {' '.join(DEFAULT_CATEGORIES)}")
+    p.add_argument("--categories", nargs="+", default=None,
+                   help="default: V1's five categories, or every V3/V4 single-turn category with a file")
     p.add_argument("--limit", type=int, default=None, help="first N items of each category")
     p.add_argument("--decoder", choices=["decision-token", "pythonic", "openai", "json"], default=None,
-                   help="default: the one that reads the format's output")
-    p.add_argument("--underscore-to-dot", action="store_true")
+                   help="default: the one that reads the format's (or hosted mode's) output")
+    p.add_argument("--underscore-to-dot", action="store_true", default=None,
+                   help="names were sent with '.' as '_' (default: on for --backend openai --mode fc)")
+    p.add_argument("--rules", choices=["v1", "upstream"], default=None,
+                   help="scoring rules (default: v1 for V1 data, upstream for V3/V4)")
     _add_generation(p)
+    h = p.add_argument_group("hosted model (--backend openai)")
+    h.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
+    h.add_argument("--api-key-env", default="OPENAI_API_KEY", help="name of the env var holding the key")
+    h.add_argument("--mode", choices=["fc", "prompt"], default="fc",
+                   help="fc: functions as tools=, answers from tool_calls; prompt: BFCL-style system prompt")
+    h.add_argument("--system-prompt-file", default=None, help="prompt mode: system prompt text with {functions}")
+    h.add_argument("--concurrency", type=int, default=None, help="requests in flight per actor")
+    h.add_argument("--requests-per-minute", type=float, default=None, help="job-wide rate limit")
+    h.add_argument("--cache-dir", default=None, help="request cache (a re-run costs nothing)")
+
+
+def _hosted(args):
+    from raypipe.infer.hosted import HostedConfig
+
+    llm = {"model": args.model, "api_key_env": args.api_key_env, "temperature": args.temperature,
+           "max_tokens": args.max_new_tokens}
+    for key, value in (("base_url", args.base_url), ("concurrency", args.concurrency),
+                       ("requests_per_minute", args.requests_per_minute), ("cache_dir", args.cache_dir)):
+        if value is not None:
+            llm[key] = value
+    return HostedConfig(llm=llm, mode=args.mode, system_prompt_file=args.system_prompt_file)
 
 
 def _run_bfcl(args) -> int:
+    from raypipe.config import ConfigError
     from raypipe.errors import RaypipeError
     from raypipe.infer.bfcl import run_eval_bfcl
 
+    hosted = args.backend == "openai"
+    if hosted and not args.model:
+        raise RaypipeError("--model is required (the model name at the endpoint)")
     try:
         cfg = EvalBfclConfig(
-            data=args.data, out=args.out, generation=_generation(args), format=args.format,
-            lang=args.lang, categories=args.categories, limit=args.limit, decoder=args.decoder,
-            underscore_to_dot=args.underscore_to_dot,
+            data=args.data, out=args.out, generation=None if hosted else _generation(args),
+            hosted=_hosted(args) if hosted else None, format=args.format, lang=args.lang,
+            version=args.bfcl_version, categories=args.categories, limit=args.limit, decoder=args.decoder,
+            underscore_to_dot=args.underscore_to_dot, rules=args.rules,
         )
-    except ValueError as exc:
+    except (ValueError, ConfigError) as exc:
         raise RaypipeError(str(exc)) from None
     _init_ray(args.address)
     summary = run_eval_bfcl(cfg)
@@ -97,10 +134,10 @@ def _step_bfcl(cfg: EvalBfclConfig, job) -> dict:
 
 @dataclass
 class EvalMtbenchConfig:
-    questions: str  # MT-Bench-layout JSONL (question_id, category, turns[, reference])
-    out: str
+    questions: str = input_paths()  # MT-Bench-layout JSONL (question_id, category, turns[, reference])
+    out: str = output_path()
     judge: dict[str, Any] = field(default_factory=dict)  # raypipe.llm.LLMConfig keys
-    answers: str | None = None  # existing answers JSONL; else generated with `generation`
+    answers: str | None = input_paths(default=None)  # existing answers JSONL; else generated with `generation`
     generation: GenerationConfig | None = None
     format: str = "tools-dt"  # template used to prompt the model under test
 
@@ -132,7 +169,30 @@ def run_eval_mtbench(cfg: EvalMtbenchConfig) -> dict:
             generate_answers(questions, gen, cfg.format, answers)
         model = gen.model
     summary = run_judge(cfg.questions, answers, cfg.judge, out, model_name=model)
+    _write_mtbench_manifest(cfg, answers, out)
     return {k: summary[k] for k in ("score", "judgments", "rated")} | {"unrated": len(summary["unrated"])}
+
+
+def _write_mtbench_manifest(cfg: EvalMtbenchConfig, answers: str, out: Path) -> None:
+    """manifest.json: questions and answers hashed, the judge (model, endpoint, prompt), the
+    model under test with its sampling, versions and hardware."""
+    from raypipe.eval.judge import JUDGE_SYSTEM
+    from raypipe.eval.manifest import run_manifest, write_manifest
+
+    gen = cfg.generation
+    judge = cfg.judge
+    manifest = run_manifest(
+        kind="eval_mtbench", datasets=[cfg.questions, answers],
+        scorer={"name": "raypipe.eval.judge", "method": "single-answer grading, Rating: [[x]]",
+                "judge_model": judge.model, "judge_temperature": judge.temperature,
+                "judge_max_tokens": judge.max_tokens},
+        template={"format": cfg.format} if gen else None, system_prompt=JUDGE_SYSTEM,
+        model=gen.model if gen else None, adapter=gen.adapter if gen else None, endpoint=judge.base_url,
+        sampling=({"temperature": gen.temperature, "top_p": gen.top_p, "max_new_tokens": gen.max_new_tokens}
+                  if gen else {}),
+        seeds=gen.seed if gen else None,
+        extra={"judge_api_key_env": judge.api_key_env, "answers_given": cfg.answers is not None})
+    write_manifest(str(out), manifest)
 
 
 def _add_mtbench(p) -> None:

@@ -8,15 +8,16 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from raypipe.config import input_paths, output_path
 from raypipe.registry import Command, Step
 from raypipe.synth.toolgraph import GraphConfig
 
 
 @dataclass
 class ToolGraphStepConfig:
-    tools: list[str]  # tool files: JSON list of specs, BFCL question files, sample JSONL/Parquet,
+    tools: list[str] = input_paths(format_prefix=True)  # tool files: JSON list of specs, BFCL question files, sample JSONL/Parquet,
     #                   or FORMAT:PATH for any `raypipe convert` format
-    out: str  # directory for nodes.parquet, edges.parquet, graph.json, stats.json, graph.png
+    out: str = output_path()  # directory for nodes.parquet, edges.parquet, graph.json, stats.json, graph.png
     graph: GraphConfig = field(default_factory=GraphConfig)
     use_ray: bool | None = None  # None: Ray Data when the pool has >= ray_threshold tools
     ray_threshold: int = 5000

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raypipe.config import input_paths, output_path
 from raypipe.registry import Command, Step
 
 
 @dataclass
 class ReportConfig:
-    runs: list[str]  # run directories holding REPORT.json and/or MTBENCH.json
-    out: str
+    runs: list[str] = input_paths()  # run directories holding REPORT.json and/or MTBENCH.json
+    out: str = output_path()
     names: list[str] | None = None  # display names, one per run
 
 

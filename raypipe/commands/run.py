@@ -13,14 +13,17 @@ def _add(p) -> None:
         help="Ray cluster to join ('auto', 'ray://host:10001'); default: the job file's, "
         "else an in-process local Ray",
     )
-    p.add_argument("--check", action="store_true", help="validate the job file and exit")
+    p.add_argument("--check", action="store_true",
+                   help="check everything that can be checked without running (keys, types, ranges, "
+                   "URLs, key variable names, inputs exist, outputs writable and not inputs); "
+                   "report every problem, exit 2 if there is any")
 
 
 def _run(args) -> int:
-    from raypipe.jobs import load_job, run_job
+    from raypipe.jobs import check_job_file, run_job
 
     if args.check:
-        job, planned = load_job(args.job)
+        job, planned = check_job_file(args.job)
         print(f"{args.job}: ok ({len(planned)} steps: {', '.join(p.label for p in planned)})")
         return 0
     run_job(args.job, address=args.address)

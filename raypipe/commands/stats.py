@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.registry import Command, Step
 
 
 @dataclass
 class StatsConfig:
-    paths: list[str]  # canonical files, globs or dataset folders
-    out: str | None = None  # write the report as JSON here
-    tokenizer: str | None = None  # a tokenizer folder: also count tokens per rendered sample
+    paths: list[str] = input_paths()  # canonical files, globs or dataset folders
+    out: str | None = output_path(kind="file", default=None)  # write the report as JSON here
+    tokenizer: str | None = input_paths(default=None)  # a tokenizer folder: also count tokens per rendered sample
     template: str = "tools-dt"  # raypipe.templates preset used to render samples for token counts
-    num_workers: int = 2  # at most this many Ray actors counting tokens (with a tokenizer)
+    num_workers: int = number(ge=1, default=2)  # at most this many Ray actors counting tokens (with a tokenizer)
 
 
 def _add(p) -> None:
@@ -22,6 +23,8 @@ def _add(p) -> None:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder: count tokens per rendered sample")
     p.add_argument("--template", default="tools-dt", help="template preset used to render for token counts")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read a dataset whose run did not finish (its committed rows only)")
 
 
 def _run(args) -> int:
@@ -30,7 +33,7 @@ def _run(args) -> int:
 
     counter = TokenCounter(args.tokenizer, args.template) if args.tokenizer else None
     acc = StatsAccumulator()
-    for sample in iter_samples(args.paths):
+    for sample in iter_samples(args.paths, allow_incomplete=args.allow_incomplete):
         row = row_stats(sample)
         if counter:
             row["tokens"] = counter(sample)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.registry import Command, Step
 from raypipe.synth.magnet import PathConfig
 from raypipe.synth.toolflow import DialogConfig
@@ -22,9 +23,9 @@ def _llm_config(data: Any):
 
 @dataclass
 class ToolflowStepConfig:
-    graph: str  # tool graph directory (`toolpool_graph` / `raypipe graph build`)
-    out: str
-    n: int  # dialogs to attempt
+    graph: str = input_paths()  # tool graph directory (`toolpool_graph` / `raypipe graph build`)
+    out: str = output_path()
+    n: int = number(ge=1)  # dialogs to attempt
     seed: int = 0
     dialog: DialogConfig = field(default_factory=DialogConfig)
     llm: Any = field(default_factory=dict)  # raypipe.llm.LLMConfig keys
@@ -37,8 +38,8 @@ class ToolflowStepConfig:
 
 @dataclass
 class MagnetGraphStepConfig:
-    tool_graph: str  # tool graph directory: its return->parameter edges serve the insert op
-    out: str  # writes labels/, judged/ and graph/ here
+    tool_graph: str = input_paths()  # tool graph directory: its return->parameter edges serve the insert op
+    out: str = output_path()  # writes labels/, judged/ and graph/ here
     candidates: int = 3  # same-label candidate neighbours drawn per function
     seed: int = 0
     domains: list[str] | None = None  # restrict labels to these (None: free labels)
@@ -51,9 +52,9 @@ class MagnetGraphStepConfig:
 
 @dataclass
 class MagnetStepConfig:
-    graph: str  # MAGNET function graph directory (the `graph/` that magnet_graph writes)
-    out: str
-    n: int  # paths (dialogs) to attempt
+    graph: str = input_paths()  # MAGNET function graph directory (the `graph/` that magnet_graph writes)
+    out: str = output_path()
+    n: int = number(ge=1)  # paths (dialogs) to attempt
     seed: int = 0
     path: PathConfig = field(default_factory=PathConfig)
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
@@ -72,8 +73,7 @@ class MagnetStepConfig:
 def _run_toolflow_step(cfg: ToolflowStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_toolflow
 
-    return run_toolflow(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.dialog, cfg.llm, cfg.judge,
-                        cfg.executor)
+    return run_toolflow(cfg)
 
 
 def _run_magnet_graph_step(cfg: MagnetGraphStepConfig, job=None) -> dict:
@@ -86,30 +86,23 @@ def _run_magnet_graph_step(cfg: MagnetGraphStepConfig, job=None) -> dict:
 def _run_magnet_step(cfg: MagnetStepConfig, job=None) -> dict:
     from raypipe.synth.multiturn_runs import run_magnet
 
-    return run_magnet(cfg.graph, cfg.out, cfg.n, cfg.seed, cfg.path, cfg.llm, cfg.corruptions,
-                      cfg.pairs_per_sample, cfg.judge, cfg.executor)
+    return run_magnet(cfg)
 
 
 # -- CLI -----------------------------------------------------------------------------------
 
 def _add_llm(p) -> None:
-    g = p.add_argument_group("teacher LLM (any OpenAI-compatible endpoint)")
-    g.add_argument("--base-url", required=True, help="e.g. https://api.openai.com/v1")
-    g.add_argument("--model", required=True)
-    g.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env var holding the key")
-    g.add_argument("--concurrency", type=int, default=None, help="requests in flight per actor")
-    g.add_argument("--cache-dir", default=None, help="response cache (re-runs pay nothing twice)")
+    from raypipe.commands._args import add_llm_arguments
+
+    add_llm_arguments(p, required=("base_url", "model"))
     p.add_argument("--executor", choices=["auto", "ray", "local"], default="auto",
                    help="ray: Ray Data actors; local: in this process; auto: ray if Ray is up")
 
 
 def _llm_from_args(args) -> dict:
-    out = {"base_url": args.base_url, "model": args.model, "api_key_env": args.api_key_env}
-    if args.concurrency is not None:
-        out["concurrency"] = args.concurrency
-    if args.cache_dir is not None:
-        out["cache_dir"] = args.cache_dir
-    return out
+    from raypipe.commands._args import llm_data
+
+    return llm_data(args)
 
 
 def _add_toolflow(p) -> None:

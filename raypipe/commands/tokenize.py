@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.registry import Command, Step
 
 
 @dataclass
 class TokenizeConfig:
-    inputs: list[str]  # canonical sample files, globs or dataset folders (pairs: DPO pair Parquet)
-    out: str  # output folder: data/, rejects/, tokenizer/, summary.json
-    tokenizer: str  # tokenizer folder (a base model's); special tokens are added to a copy
+    inputs: list[str] = input_paths()  # canonical sample files, globs or dataset folders (pairs: DPO pair Parquet)
+    out: str = output_path()  # output folder: data/, rejects/, tokenizer/, summary.json
+    tokenizer: str = input_paths()  # tokenizer folder (a base model's); special tokens are added to a copy
     format: str = "tools-dt"  # template preset (docs/templates.md)
     train_on: str = "all"  # "all" assistant turns, or only the "last" one
-    max_tokens: int | None = None  # longer rows are rejected (set it to the training seq_len)
-    num_workers: int = 2  # Ray actors tokenizing
+    max_tokens: int | None = number(ge=1, default=None)  # longer rows are rejected (set it to the training seq_len)
+    num_workers: int = number(ge=1, default=2)  # Ray actors tokenizing
     pairs: bool = False  # inputs are multi-turn DPO pairs (raypipe.schema.dpo_pair_schema)
 
 

@@ -7,6 +7,7 @@ import posixpath
 import sys
 from dataclasses import dataclass
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.errors import RaypipeError
 from raypipe.registry import Command, Step
 from raypipe.commands.convert import FORMAT_NAMES
@@ -14,10 +15,10 @@ from raypipe.commands.convert import FORMAT_NAMES
 
 @dataclass
 class ValidateConfig:
-    paths: list[str]  # canonical files, globs or dataset folders
-    problems_out: str | None = None  # JSONL file listing every problem (id, problem)
+    paths: list[str] = input_paths()  # canonical files, globs or dataset folders
+    problems_out: str | None = output_path(kind="file", default=None)  # JSONL file listing every problem (id, problem)
     fail_on_problems: bool = True  # fail the job if any sample has a problem
-    show: int = 20  # problems printed to the job log
+    show: int = number(ge=0, default=20)  # problems printed to the job log
 
 
 def _add(p) -> None:
@@ -25,6 +26,8 @@ def _add(p) -> None:
     p.add_argument("--from", dest="format", default="canonical", choices=FORMAT_NAMES,
                    help="validate source-format files as they would be converted")
     p.add_argument("--max-show", type=int, default=0, help="print at most this many problems (0: all)")
+    p.add_argument("--allow-incomplete", action="store_true",
+                   help="read a dataset whose run did not finish (its committed rows only)")
 
 
 def _run(args) -> int:
@@ -32,7 +35,7 @@ def _run(args) -> int:
     from raypipe.io.validation import check_files
 
     rows = bad_rows = shown = n_problems = 0
-    for findings in check_files(args.paths, get_format(args.format)):
+    for findings in check_files(args.paths, get_format(args.format), allow_incomplete=args.allow_incomplete):
         rows += 1
         if findings:
             bad_rows += 1

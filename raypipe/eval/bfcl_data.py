@@ -1,4 +1,4 @@
-"""Load a BFCL test set (V1 / zh-TW layout or V3/V4 layout) into one internal form.
+"""Load a BFCL test set (V1 / zh-TW layout or upstream V3/V4 layout) into one internal form.
 
 V1 / zh-TW (``shared/benchmarks/bfcl-zhtw/data``)::
 
@@ -7,66 +7,66 @@ V1 / zh-TW (``shared/benchmarks/bfcl-zhtw/data``)::
     DIR/possible_answer/gorilla_openfunctions_v1_test_<category>.json
         ground_truth: {key: {param: [acceptable values]}}  (keys of parallel calls carry a suffix)
 
-V3/V4 (upstream gorilla ``bfcl_eval/data``)::
+V3/V4 (upstream gorilla ``bfcl_eval/data``; both versions may share one directory)::
 
-    DIR/BFCL_v4_simple_python.json (v3: BFCL_v3_simple.json), BFCL_v4_multiple.json,
-    BFCL_v4_parallel.json, BFCL_v4_parallel_multiple.json, BFCL_v4_irrelevance.json
+    DIR/BFCL_v4_simple_python.json (v3: BFCL_v3_simple.json), BFCL_v4_live_multiple.json, ...
         question: [[{role, content}, ...], ...] (turns of messages), function: a list of specs
     DIR/possible_answer/BFCL_v4_<category>.json
         ground_truth: [{func_name: {param: [acceptable values]}}, ...]
 
-Both become `BfclItem`s with the five categories of the paper's tables. The ground truth is
-always a list of single-key dicts ``[{key: {param: [values]}}]`` in the file's order.
+The categories of each version are in `raypipe.eval.bfcl_categories`. Every item becomes a
+`BfclItem`; its ground truth is always a list of single-key dicts ``[{key: {param: [values]}}]``
+in the file's order (None for the irrelevance and relevance categories).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from raypipe.config import short_repr
 from raypipe.errors import RaypipeError
-
-CATEGORIES = (
-    "simple",
-    "multiple_function",
-    "parallel_function",
-    "parallel_multiple_function",
-    "relevance",
+from raypipe.eval.bfcl_categories import (
+    DEFAULT_RULES,
+    KINDS,
+    RULES,
+    V1_PREFIX,
+    VERSIONS,
+    is_ast_kind,
+    question_file_name,
 )
+from raypipe.eval.bfcl_categories import result_file_name as _result_file_name
+
+CATEGORIES = tuple(KINDS["v1"])  # the five V1 categories of the seed paper's tables
 AST_CATEGORIES = CATEGORIES[:4]
 LANGS = ("en", "zhtw")
-
-V1_PREFIX = "gorilla_openfunctions_v1_test_"
-# Upstream V3/V4 file stems of each category, most recent name first.
-V3_NAMES = {
-    "simple": ("simple_python", "simple"),
-    "multiple_function": ("multiple",),
-    "parallel_function": ("parallel",),
-    "parallel_multiple_function": ("parallel_multiple",),
-    "relevance": ("irrelevance",),
-}
 
 
 @dataclass
 class BfclItem:
     id: str
-    category: str  # one of CATEGORIES
-    question: list[dict]  # chat messages, all turns flattened (the five categories are single-turn)
+    category: str  # a category of `version` (bfcl_categories.KINDS)
+    question: list[dict]  # chat messages, all turns flattened (single-turn categories)
     functions: list[dict]  # function specs (BFCL type names: dict, integer, float, ...)
-    ground_truth: list[dict] | None  # [{key: {param: [values]}}], None for relevance
-    # Which reference checker's rules apply: "v1" (the zh-TW / BFCL V1 checker: spec of a key =
-    # first spec whose name is contained in it; dicts need as many keys as the answer) or "v3"
-    # (upstream bfcl_eval, for V3/V4 data: exact names; dict keys may be omitted when optional).
+    ground_truth: list[dict] | None  # [{key: {param: [values]}}], None for (ir)relevance
+    # Which reference checker's rules apply: "v1" (the zh-TW / BFCL V1 checker and decoders) or
+    # "upstream" (today's bfcl_eval, prompt mode, python). Defaults follow the data version.
     rules: str = "v1"
     source: str = ""  # file the question came from
+    version: str = "v1"  # data version: v1, v3 or v4
+
+    @property
+    def kind(self) -> str:
+        """simple, multiple, parallel, irrelevance or relevance: which check applies."""
+        return KINDS[self.version][self.category]
 
     def to_dict(self) -> dict:
         return {
             "id": self.id,
             "category": self.category,
+            "version": self.version,
             "question": self.question,
             "functions": self.functions,
             "ground_truth": self.ground_truth,
@@ -75,73 +75,80 @@ class BfclItem:
         }
 
 
-def load_bfcl(data_dir, lang: str = "en", categories: Iterable[str] | None = None) -> list[BfclItem]:
-    """All items of `categories` (default: every category with a file) from `data_dir`.
+def load_bfcl(data_dir, lang: str = "en", categories: Iterable[str] | None = None,
+              version: str | None = None, rules: str | None = None) -> list[BfclItem]:
+    """All items of `categories` (default: every category with a file) of one data version.
 
-    `data_dir` holds ``en/``, ``zhtw/`` and ``possible_answer/`` (V1) or the ``BFCL_v3_*.json`` /
+    `data_dir` holds ``en/``, ``zhtw/`` and ``possible_answer/`` (V1) or ``BFCL_v3_*.json`` /
     ``BFCL_v4_*.json`` files (V3/V4; `lang` then selects ``data_dir/lang`` when it exists).
-    Raises RaypipeError naming the file and line of anything malformed.
+    `version`: v1, v3 or v4 (default: V1 when its files exist, else V4, else V3). `rules`: v1 or
+    upstream (default: v1 for V1 data, upstream for V3/V4). Raises RaypipeError naming the file
+    and line of anything malformed.
     """
     root = Path(data_dir)
     if not root.is_dir():
         raise RaypipeError(f"BFCL data directory {root} does not exist")
-    wanted = _check_categories(categories)
-    layout, files = find_question_files(root, lang)
+    if rules is not None and rules not in RULES:
+        raise RaypipeError(f"unknown rules {rules!r}: expected one of {', '.join(RULES)}")
+    version, files = find_question_files(root, lang, version)
+    wanted = _check_categories(categories, version)
     missing = [c for c in (wanted or []) if c not in files]
     if missing:
         raise RaypipeError(
-            f"{root} ({layout} layout, lang {lang}) has no question file for {', '.join(missing)}"
+            f"{root} ({version} layout, lang {lang}) has no question file for {', '.join(missing)} "
+            f"(expected {', '.join(question_file_name(version, c) for c in missing)})"
         )
     items: list[BfclItem] = []
-    for category in wanted or [c for c in CATEGORIES if c in files]:
-        question_file = files[category]
-        if layout == "v1":
-            items += _load_v1(root, question_file, category)
-        else:
-            items += _load_v3(question_file, category)
+    for category in wanted or [c for c in KINDS[version] if c in files]:
+        items += _load_file(root, files[category], version, category)
+    for item in items:
+        item.rules = rules or DEFAULT_RULES[version]
     return items
 
 
-def find_question_files(root: Path, lang: str) -> tuple[str, dict[str, Path]]:
-    """("v1" | "v3" | "v4", {category: question file}) for a data directory."""
-    v1_dir = root / lang
-    v1 = {c: v1_dir / f"{V1_PREFIX}{c}.json" for c in CATEGORIES}
-    v1 = {c: p for c, p in v1.items() if p.is_file()}
-    if v1:
-        return "v1", v1
+def find_question_files(root: Path, lang: str, version: str | None = None) -> tuple[str, dict[str, Path]]:
+    """(version, {category: question file}) of a data directory."""
     if lang not in LANGS:
         raise RaypipeError(f"unknown language {lang!r}: expected one of {', '.join(LANGS)}")
-    search = root / lang if (root / lang).is_dir() else root
-    for version in ("v4", "v3"):
-        found = {}
-        for category, stems in V3_NAMES.items():
-            for stem in stems:
-                path = search / f"BFCL_{version}_{stem}.json"
-                if path.is_file():
-                    found[category] = path
-                    break
-        if found:
-            return version, found
+    if version is not None and version not in VERSIONS:
+        raise RaypipeError(f"unknown BFCL version {version!r}: expected one of {', '.join(VERSIONS)}")
+    found = {v: question_files(root, lang, v) for v in VERSIONS if version in (None, v)}
+    for candidate in ("v1", "v4", "v3"):
+        if found.get(candidate):
+            return candidate, found[candidate]
+    if version is not None:
+        raise RaypipeError(f"no BFCL {version} question files under {root} (lang {lang}): expected "
+                           f"{question_file_name(version, next(iter(KINDS[version])))} and the like")
     raise RaypipeError(
         f"no BFCL question files under {root}: expected {lang}/{V1_PREFIX}<category>.json "
-        f"(V1 / zh-TW layout) or BFCL_v3_*.json / BFCL_v4_*.json (V3/V4 layout)"
+        f"(V1 / zh-TW layout) or BFCL_v3_<category>.json / BFCL_v4_<category>.json (V3/V4 layout)"
     )
 
 
-def _check_categories(categories: Iterable[str] | None) -> list[str] | None:
+def question_files(root: Path, lang: str, version: str) -> dict[str, Path]:
+    """{category: question file} of one version (empty when it has none)."""
+    search = root / lang if version == "v1" or (root / lang).is_dir() else root
+    paths = {c: search / question_file_name(version, c) for c in KINDS[version]}
+    return {c: p for c, p in paths.items() if p.is_file()}
+
+
+def _check_categories(categories: Iterable[str] | None, version: str) -> list[str] | None:
     if categories is None:
         return None
     wanted = list(categories)
-    unknown = [c for c in wanted if c not in CATEGORIES]
+    unknown = [c for c in wanted if c not in KINDS[version]]
     if unknown:
         raise RaypipeError(
-            f"unknown BFCL categories {unknown}: expected some of {', '.join(CATEGORIES)}"
+            f"unknown BFCL {version} categories {unknown}: expected some of {', '.join(KINDS[version])}"
         )
     return wanted
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-empty line; a bad line raises naming file:line."""
+def read_jsonl(path: str | Path, on_too_deep=None) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-empty line; a bad line raises naming file:line.
+
+    A leading UTF-8 byte-order mark is ignored. A line nested deeper than Python's JSON reader
+    allows is an error, unless `on_too_deep(path, number, line) -> dict` stands in for it."""
     rows = []
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -149,6 +156,8 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
         raise RaypipeError(f"{path}: file not found") from None
     except UnicodeDecodeError as err:
         raise RaypipeError(f"{path}: not UTF-8 text ({err})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -156,6 +165,12 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise RaypipeError(f"{path}:{number}: invalid JSON: {err.msg}") from None
+        except ValueError as err:  # e.g. a number of more than 4,300 digits
+            raise RaypipeError(f"{path}:{number}: invalid JSON: {str(err)[:120]}") from None
+        except RecursionError:
+            if on_too_deep is None:
+                raise RaypipeError(f"{path}:{number}: JSON nested too deeply to read") from None
+            row = on_too_deep(Path(path), number, line)
         if not isinstance(row, dict):
             raise RaypipeError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
         rows.append((number, row))
@@ -200,7 +215,7 @@ def _load_answers(path: Path, ids: list[str]) -> dict[str, tuple[int, Any]]:
     for number, row in read_jsonl(path):
         item_id = _ids(path, number, row)
         if item_id in answers:
-            raise RaypipeError(f"{path}:{number}: duplicate id {item_id!r}")
+            raise RaypipeError(f"{path}:{number}: duplicate id {short_repr(item_id)}")
         answers[item_id] = (number, _field(path, number, row, "ground_truth"))
     missing = [i for i in ids if i not in answers]
     extra = sorted(set(answers) - set(ids))
@@ -238,80 +253,65 @@ def _check_calls(path: Path, number: int, calls: Any) -> list[dict]:
     return calls
 
 
-def _load_v1(root: Path, question_file: Path, category: str) -> list[BfclItem]:
+def _load_file(root: Path, question_file: Path, version: str, category: str) -> list[BfclItem]:
     rows = read_jsonl(question_file)
     items = []
     for number, row in rows:
-        item_id = _ids(question_file, number, row)
-        question = _field(question_file, number, row, "question")
-        if not isinstance(question, str):
-            raise RaypipeError(f"{question_file}:{number}: V1 'question' must be a string")
-        items.append(
-            BfclItem(
-                id=item_id,
-                category=category,
-                question=[{"role": "user", "content": question}],
-                functions=_functions(question_file, number, row),
-                ground_truth=None,
-                rules="v1",
-                source=str(question_file),
-            )
-        )
+        items.append(BfclItem(
+            id=_ids(question_file, number, row),
+            category=category,
+            question=_question(question_file, number, row, version),
+            functions=_functions(question_file, number, row),
+            ground_truth=None,
+            source=str(question_file),
+            version=version,
+        ))
     _no_duplicates(question_file, rows)
-    if category == "relevance":
-        return items
-    answer_file = root / "possible_answer" / question_file.name
+    if not is_ast_kind(KINDS[version][category]):
+        return items  # (ir)relevance: the verdict needs no possible answer
+    answer_file = _answer_file(root, question_file)
     answers = _load_answers(answer_file, [it.id for it in items])
     for item in items:
         number, truth = answers[item.id]
-        if not isinstance(truth, dict) or not truth:
-            raise RaypipeError(f"{answer_file}:{number}: V1 ground_truth must be a non-empty object")
-        # {key: params} in file order -> [{key: params}]: the order is what the checker walks.
-        item.ground_truth = _check_calls(answer_file, number, [{k: v} for k, v in truth.items()])
-    return items
-
-
-def _load_v3(question_file: Path, category: str) -> list[BfclItem]:
-    rows = read_jsonl(question_file)
-    items = []
-    for number, row in rows:
-        item_id = _ids(question_file, number, row)
-        turns = _field(question_file, number, row, "question")
-        if not (isinstance(turns, list) and all(isinstance(t, list) for t in turns)):
-            raise RaypipeError(f"{question_file}:{number}: 'question' must be a list of turns (lists of messages)")
-        messages = [m for turn in turns for m in turn]
-        for i, message in enumerate(messages):
-            if not (isinstance(message, dict) and "role" in message and "content" in message):
-                raise RaypipeError(f"{question_file}:{number}: question message {i} needs 'role' and 'content'")
-        items.append(
-            BfclItem(
-                id=item_id,
-                category=category,
-                question=messages,
-                functions=_functions(question_file, number, row),
-                ground_truth=None,
-                rules="v3",
-                source=str(question_file),
-            )
-        )
-    _no_duplicates(question_file, rows)
-    if category == "relevance":
-        return items
-    answer_file = question_file.parent / "possible_answer" / question_file.name
-    if not answer_file.is_file() and question_file.parent.parent.joinpath("possible_answer").is_dir():
-        answer_file = question_file.parent.parent / "possible_answer" / question_file.name
-    answers = _load_answers(answer_file, [it.id for it in items])
-    for item in items:
-        number, truth = answers[item.id]
+        if version == "v1":
+            if not isinstance(truth, dict) or not truth:
+                raise RaypipeError(f"{answer_file}:{number}: V1 ground_truth must be a non-empty object")
+            # {key: params} in file order -> [{key: params}]: the order is what the checker walks.
+            truth = [{k: v} for k, v in truth.items()]
         item.ground_truth = _check_calls(answer_file, number, truth)
     return items
+
+
+def _question(path: Path, number: int, row: dict, version: str) -> list[dict]:
+    question = _field(path, number, row, "question")
+    if version == "v1":
+        if not isinstance(question, str):
+            raise RaypipeError(f"{path}:{number}: V1 'question' must be a string")
+        return [{"role": "user", "content": question}]
+    if not (isinstance(question, list) and all(isinstance(t, list) for t in question)):
+        raise RaypipeError(f"{path}:{number}: 'question' must be a list of turns (lists of messages)")
+    messages = [m for turn in question for m in turn]
+    for i, message in enumerate(messages):
+        if not (isinstance(message, dict) and "role" in message and "content" in message):
+            raise RaypipeError(f"{path}:{number}: question message {i} needs 'role' and 'content'")
+    return messages
+
+
+def _answer_file(root: Path, question_file: Path) -> Path:
+    """``possible_answer/<name>`` beside the question file, or under the data root (V1 keeps one
+    folder for both languages)."""
+    for folder in (question_file.parent, root):
+        candidate = folder / "possible_answer" / question_file.name
+        if candidate.is_file():
+            return candidate
+    return root / "possible_answer" / question_file.name
 
 
 def _no_duplicates(path: Path, rows: list[tuple[int, dict]]) -> None:
     seen: dict[str, int] = {}
     for number, row in rows:
         if row["id"] in seen:
-            raise RaypipeError(f"{path}:{number}: duplicate id {row['id']!r} (first on line {seen[row['id']]})")
+            raise RaypipeError(f"{path}:{number}: duplicate id {short_repr(row['id'])} (first on line {seen[row['id']]})")
         seen[row["id"]] = number
 
 
@@ -327,7 +327,7 @@ def reference_calls(item: BfclItem) -> list[tuple[str, dict]]:
     calls = []
     for answer in item.ground_truth:
         ((key, params),) = answer.items()
-        if item.category == "simple":
+        if item.kind == "simple":
             spec = item.functions[0]
         else:
             spec = _spec_for(item, key)
@@ -348,7 +348,7 @@ def reference_calls(item: BfclItem) -> list[tuple[str, dict]]:
 def _spec_for(item: BfclItem, key: str) -> dict | None:
     from raypipe.eval.checker import find_spec
 
-    return find_spec(item.functions, key, item.rules)
+    return find_spec(item.functions, key, exact=item.version != "v1")
 
 
 def _one_value(value: Any) -> Any:
@@ -360,27 +360,10 @@ def _one_value(value: Any) -> Any:
     return value
 
 
-_RESULT_FILE = re.compile(
-    r"^(?:gorilla_openfunctions_v1_test_|BFCL_v[34]_)(?P<stem>[a-z_]+)_result\.json$"
-)
-
-
-def category_of_result_file(name: str) -> str | None:
-    """The category of a result file name (V1 or V3/V4 naming), None for other files."""
-    match = _RESULT_FILE.match(name)
-    if not match:
-        return None
-    stem = match.group("stem")
-    if stem in CATEGORIES:
-        return stem
-    for category, stems in V3_NAMES.items():
-        if stem in stems:
-            return category
-    return None
-
-
-def result_file_name(category: str) -> str:
-    """The BFCL V1 convention: ``gorilla_openfunctions_v1_test_<category>_result.json``."""
-    if category not in CATEGORIES:
-        raise RaypipeError(f"unknown BFCL category {category!r}")
-    return f"{V1_PREFIX}{category}_result.json"
+def result_file_name(category: str, version: str = "v1") -> str:
+    """Upstream's result file name: ``BFCL_v4_<category>_result.json``, or for V1 data
+    ``gorilla_openfunctions_v1_test_<category>_result.json``."""
+    try:
+        return _result_file_name(version, category)
+    except (KeyError, ValueError):
+        raise RaypipeError(f"unknown BFCL {version} category {category!r}") from None

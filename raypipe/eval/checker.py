@@ -1,14 +1,15 @@
 """The BFCL AST check of decoded calls, rule for rule as the reference checker does it.
 
-Reference: ``eval_checker/checker.py`` of the zh-TW leaderboard (a fork of BFCL V1's
-``ast_checker``), which produced the published scores of this benchmark ("v1" rules); V3/V4
-data follows upstream ``bfcl_eval``'s ``ast_checker.py`` ("v3" rules: exact spec names,
-optional dict keys, a multiple_function_checker), where the two differ. The rules are in
-``shared/design/bfcl-scoring.md``; this module reproduces them, quirks included, because a
-"better" checker would not reproduce published numbers:
+Two references: ``eval_checker/checker.py`` of the zh-TW leaderboard (a fork of BFCL V1's
+``ast_checker``), which produced the published scores of that benchmark (the "v1" rules), and
+today's upstream ``bfcl_eval`` ``eval_checker/ast_eval/ast_checker.py`` (2026.3.23, the
+"upstream" rules: optional dict keys may be omitted, a multiple_function_checker, upstream's
+messages), where the two differ. The rules are in ``shared/design/bfcl-scoring.md``; this
+module reproduces them, quirks included, because a "better" checker would not reproduce
+published numbers:
 
-- the spec of an expected call is the first spec whose name is *contained in* the key (V1),
-  or whose name equals it (V3/V4 data);
+- the spec of an expected call is the first spec whose name is *contained in* the key (V1 data,
+  whose parallel keys carry a suffix), or whose name equals it (V3/V4 data);
 - types compare exactly (``type(v) == int``: a bool is not an int); an int is accepted for a
   ``float`` parameter (top level only, not inside arrays); a tuple becomes a list only for a
   ``tuple`` parameter; arrays check element types one level deep;
@@ -17,7 +18,9 @@ optional dict keys, a multiple_function_checker), where the two differ. The rule
 - strings compare after standardisation (no spaces or ``,./-_*^``, lower case, ``'`` -> ``"``).
 
 Where the reference would crash on malformed input (a string where a dict was expected, a
-spec without a type), this checker returns a failure with an error type instead.
+spec without a type) or on a hostile value (an integer too large for a float, 8,000 digits that
+Python refuses to write, nesting deeper than Python's recursion limit), this checker returns a
+failure with an error type instead (``value_error:uncomparable`` for the values).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from raypipe.eval.bfcl_arith import TooLarge
+from raypipe.eval.values import safe_repr
 
 PYTHON_TYPES = {
     "string": str,
@@ -70,12 +76,12 @@ def convert_func_name(name: str, underscore_to_dot: bool) -> str:
     return name.replace(".", "_") if underscore_to_dot and "." in name else name
 
 
-def find_spec(functions: list[dict], key: str, rules: str = "v1") -> dict | None:
-    """The spec of an expected call: V1 takes the first spec whose name is contained in the
+def find_spec(functions: list[dict], key: str, exact: bool = False) -> dict | None:
+    """The spec of an expected call: for V1 data the first spec whose name is contained in the
     key ("spotify.play" for "spotify.play_1"; also "get_weather" for "get_weather_forecast"
-    when listed first), V3 the spec whose name equals the key."""
+    when listed first), for V3/V4 data (`exact`) the spec whose name equals the key."""
     for spec in functions:
-        if (spec["name"] in key) if rules == "v1" else (spec["name"] == key):
+        if (spec["name"] == key) if exact else (spec["name"] in key):
             return spec
     return None
 
@@ -84,27 +90,33 @@ def find_spec(functions: list[dict], key: str, rules: str = "v1") -> dict | None
 
 
 def check_ast(item, calls: list[dict], underscore_to_dot: bool = False) -> CheckResult:
-    """Check decoded `calls` of one AST-category item (`BfclItem` with ground truth)."""
-    if item.category == "simple":
+    """Check decoded `calls` of one AST-category item (`BfclItem` with ground truth).
+
+    The item's kind picks the check, as upstream's ``ast_checker`` does from the category name:
+    simple (exactly one call), multiple (upstream: one call among several functions; V1: the
+    no-order check) and parallel (no order)."""
+    exact = item.version != "v1"
+    if item.kind == "simple":
         if len(calls) != 1:
             return _fail("simple_function_checker:wrong_count", "Wrong number of functions.")
         spec = item.functions[0]
         return check_call(spec, calls[0], item.ground_truth[0], underscore_to_dot, item.rules)
-    if item.category == "multiple_function" and item.rules == "v3":
-        return check_multiple(item.functions, calls, item.ground_truth, underscore_to_dot)
-    return check_no_order(item.functions, calls, item.ground_truth, item.rules, underscore_to_dot)
+    if item.kind == "multiple" and item.rules == "upstream":
+        return check_multiple(item.functions, calls, item.ground_truth, underscore_to_dot, exact)
+    return check_no_order(item.functions, calls, item.ground_truth, item.rules, underscore_to_dot, exact)
 
 
-def check_multiple(functions: list[dict], calls: list[dict], expected: list[dict], underscore_to_dot=False):
-    """Upstream's multiple_function_checker (V3): one expected call, checked against the first output."""
+def check_multiple(functions: list[dict], calls: list[dict], expected: list[dict], underscore_to_dot=False,
+                   exact: bool = True):
+    """Upstream's multiple_function_checker: one expected call, checked against the first output."""
     if len(calls) != len(expected):
         return _fail("multiple_function_checker:wrong_count", "Wrong number of functions.")
     (key,) = expected[0]
-    spec = find_spec(functions, key, "v3")
+    spec = find_spec(functions, key, exact)
     if spec is None:  # upstream would crash on the missing description
         return _fail("multiple_function_checker:cannot_find_description",
                      f"Function doc description not found for function name: {key!r}.")
-    return check_call(spec, calls[0], expected[0], underscore_to_dot, "v3")
+    return check_call(spec, calls[0], expected[0], underscore_to_dot, "upstream")
 
 
 def check_no_order(
@@ -113,6 +125,7 @@ def check_no_order(
     expected: list[dict],
     rules: str = "v1",
     underscore_to_dot: bool = False,
+    exact: bool = False,
 ) -> CheckResult:
     """Each expected call, in order, takes the first unused decoded call that passes."""
     prefix = "parallel_function_checker_no_order"
@@ -121,7 +134,7 @@ def check_no_order(
     used: set[int] = set()
     for i, answer in enumerate(expected):
         (key,) = answer
-        spec = find_spec(functions, key, rules)
+        spec = find_spec(functions, key, exact)
         if spec is None:
             return _fail(
                 f"{prefix}:cannot_find_description",
@@ -154,7 +167,27 @@ def check_no_order(
 def check_call(
     spec: dict, call: dict, answer: dict, underscore_to_dot: bool = False, rules: str = "v1"
 ) -> CheckResult:
-    """The reference's simple_function_checker: one decoded call against one expected call."""
+    """The reference's simple_function_checker: one decoded call against one expected call.
+    A value that cannot be compared (see the module text) is a failure, never a crash."""
+    try:
+        return _check_call(spec, call, answer, underscore_to_dot, rules)
+    except RecursionError:
+        return _fail("value_error:uncomparable", "A value is nested too deeply to compare.")
+
+
+def _uncomparable(param: str, value: Any, depth: int = 0) -> CheckResult | None:
+    """A failure for a value the decoder could not compute (TooLarge), anywhere inside it."""
+    if isinstance(value, TooLarge):
+        return _fail("value_error:uncomparable", f"Parameter {param!r}: {value!r} cannot be compared.")
+    if depth < 100 and isinstance(value, (list, tuple, dict)):
+        for inner in (value.values() if isinstance(value, dict) else value):
+            found = _uncomparable(param, inner, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+def _check_call(spec: dict, call: dict, answer: dict, underscore_to_dot: bool, rules: str) -> CheckResult:
     acceptable = next(iter(answer.values()))
     parameters = spec.get("parameters", {})
     properties = parameters.get("properties", {})
@@ -179,10 +212,17 @@ def check_call(
             if item_type not in PYTHON_TYPES:
                 return _fail("type_error:unknown_spec_type", f"Items of {param!r} have spec type {item_type!r}.")
             nested_type = PYTHON_TYPES[item_type]
+        too_large = _uncomparable(param, value)
+        if too_large is not None:
+            return too_large
         if type_name == "tuple" and type(value) is tuple:
             value = list(value)
         if type_name == "float" and type(value) is int:
-            value = float(value)  # Python would convert an int where a float is expected
+            try:
+                value = float(value)  # Python would convert an int where a float is expected
+            except OverflowError:  # the reference crashes here
+                return _fail("value_error:uncomparable",
+                             f"Parameter {param!r}: {safe_repr(value)} is too large for a float.")
 
         typed = type_check(param, value, acceptable[param], type_name, expected_type, nested_type)
         if not typed.valid:
@@ -205,7 +245,7 @@ def check_call(
         if not _member(value, acceptable[param]):
             return _fail(
                 "value_error:others",
-                f"Invalid value for parameter {param!r}: {value!r}. Expected one of {acceptable[param]}.",
+                f"Invalid value for parameter {param!r}: {safe_repr(value)}. Expected one of {acceptable[param]}.",
             )
 
     for param, values in acceptable.items():
@@ -254,7 +294,7 @@ def type_check(param, value, acceptable: list, type_name, expected_type, nested_
         nested_failure = _fail(
             "type_error:nested",
             f"Nested type checking failed for parameter {param!r}. Expected outer type "
-            f"{type_name} with inner type {nested_type}. Parameter value: {value!r}.",
+            f"{type_name} with inner type {nested_type}. Parameter value: {safe_repr(value)}.",
         )
     if answer_type is not None and type(value) is answer_type:
         if nested_failure is not None:  # the reference returns its failed result here
@@ -262,7 +302,7 @@ def type_check(param, value, acceptable: list, type_name, expected_type, nested_
         return _Typed(True, True)
     message = (
         f"Incorrect type for parameter {param!r}. Expected type {type_name}, got "
-        f"{type(value).__name__}. Parameter value: {value!r}."
+        f"{type(value).__name__}. Parameter value: {safe_repr(value)}."
     )
     errors = (nested_failure.errors if nested_failure else []) + [message]
     return _Typed(False, False, CheckResult(False, "type_error:simple", errors))
@@ -277,7 +317,7 @@ def string_check(param: str, value: str, acceptable: list) -> CheckResult:
     if standardize_string(value) not in standard:
         return _fail(
             "value_error:string",
-            f"Invalid value for parameter {param!r}: {value!r}. Expected one of {acceptable}. Case insensitive.",
+            f"Invalid value for parameter {param!r}: {safe_repr(value)}. Expected one of {acceptable}. Case insensitive.",
         )
     return OK
 
@@ -295,7 +335,7 @@ def list_check(param: str, value: list, acceptable: list) -> CheckResult:
     if standard_value not in [s for s in standard if s is not None]:
         return _fail(
             "value_error:list/tuple",
-            f"Invalid value for parameter {param!r}: {value!r}. Expected one of {acceptable}.",
+            f"Invalid value for parameter {param!r}: {safe_repr(value)}. Expected one of {acceptable}.",
         )
     return OK
 
@@ -305,7 +345,7 @@ def dict_check(param: str, value: Any, acceptable: list, rules: str = "v1") -> C
     recurse. V1 needs as many keys as the acceptable dict; V3 lets optional keys be omitted."""
     result = _fail("dict_checker:unclear", f"No acceptable dict for parameter {param!r}.")
     if not isinstance(value, dict):
-        return _fail("value_error:dict_value", f"Parameter {param!r} is not a dict: {value!r}.")
+        return _fail("value_error:dict_value", f"Parameter {param!r} is not a dict: {safe_repr(value)}.")
     for alternative in acceptable:
         if alternative == "":
             continue
@@ -326,6 +366,7 @@ def _dict_matches(param: str, value: dict, alternative: dict, rules: str) -> Che
     for key, item in value.items():
         if key not in alternative:
             word = "parameter" if rules == "v1" else "dict key parameter"
+            key = key if isinstance(key, str) else safe_repr(key)  # a huge int key has no str
             result = _fail("value_error:dict_key", f"Unexpected {word}: '{key}'.")
             break
         expected = alternative[key]
@@ -339,10 +380,10 @@ def _dict_matches(param: str, value: dict, alternative: dict, rules: str) -> Che
         if not _member(_std(item), standard):
             result = _fail(
                 "value_error:dict_value",
-                f"Invalid value for parameter {key!r}: {item!r}. Expected one of {standard}.",
+                f"Invalid value for parameter {safe_repr(key)}: {safe_repr(item)}. Expected one of {standard}.",
             )
             break
-    if rules == "v3":  # upstream also reports a missing key, even after a failure above
+    if rules == "upstream":  # upstream also reports a missing key, even after a failure above
         for key, values in alternative.items():
             if key not in value and "" not in values:
                 errors = (result.errors if not result.valid else []) + [f"Missing dict key parameter: '{key}'."]

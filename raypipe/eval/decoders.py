@@ -5,9 +5,11 @@ Decoders (the BFCL result-file conventions they read):
 - ``decision-token``: ``<|answer|>text`` (a direct answer: no calls) or ``<|use_tool|>`` followed
   by ``<|tool_call_begin|> {"name": ..., "arguments": "<JSON string or object>"}<|tool_call_end|>``
   blocks (Breeze-FC), or by a pythonic list ``[f(a=1)]`` (the seed paper's Figure 1).
-- ``pythonic``: ``[f(a=1), mod.g(b="x")]``, decoded by `raypipe.templates.pythonic.parse_pythonic`
-  (the `ast` rules of the reference, arithmetic folded instead of `eval`) with ``bfcl_quirks``:
-  values as the reference decodes them, tuples kept and ``+5`` read as -5 (see there).
+- ``pythonic``: ``[f(a=1), mod.g(b="x")]``, decoded as the reference decoder of the rules in
+  force does (`raypipe.eval.bfcl_ast`: ``upstream`` is today's bfcl_eval prompt mode, ``v1`` the
+  zh-TW leaderboard's), quirks included and without executing anything. Under ``v1`` raypipe
+  first removes think blocks, surrounding whitespace and a code fence (raypipe's own outputs);
+  under ``upstream`` only think blocks, and the reference's own stripping does the rest.
 - ``openai``: a list of ``{name: "<arguments JSON>"}`` (BFCL's FC-mode files) or of OpenAI
   ``tool_calls`` objects; a plain string is the model answering in text (no calls).
 - ``json``: ``<|tool_call_begin|>`` blocks without a decision token (raypipe's JSON call style
@@ -26,6 +28,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from raypipe.eval.values import json_safe  # noqa: F401  (re-exported: scoring and reports use it)
 
 DECODERS = ("decision-token", "pythonic", "openai", "json")
 
@@ -52,19 +56,25 @@ def strip_think(text: str) -> str:
     return text.strip()
 
 
-def decode(raw: Any, decoder: str) -> list[dict]:
-    """Calls ``[{name: {arg: value}}]`` from one raw result; raises DecodeError."""
+def decode(raw: Any, decoder: str, rules: str = "v1") -> list:
+    """Calls ``[{name: {arg: value}}]`` from one raw result; raises DecodeError.
+
+    Under the ``v1`` rules a pythonic call without keyword arguments decodes to its source text
+    (a string in the list), as the zh-TW reference decodes it; the scorer then treats the
+    output as "not calls"."""
     try:
-        return _decode(raw, decoder)
+        return _decode(raw, decoder, rules)
     except RecursionError:  # absurdly nested JSON or lists in the output
         raise DecodeError("output nested too deeply") from None
 
 
-def _decode(raw: Any, decoder: str) -> list[dict]:
+def _decode(raw: Any, decoder: str, rules: str) -> list:
     if decoder == "decision-token":
-        return _decode_decision_token(raw)
+        return _decode_decision_token(raw, rules)
     if decoder == "pythonic":
-        return _decode_pythonic(_text(raw))
+        if rules == "upstream":
+            return _decode_pythonic(remove_think(raw) if isinstance(raw, str) else raw, rules)
+        return _decode_pythonic(_strip_fence(_text(raw)), rules)
     if decoder == "openai":
         return _decode_openai(raw)
     if decoder == "json":
@@ -104,29 +114,32 @@ def _text(raw: Any) -> str:
     return strip_think(raw)
 
 
-def _decode_pythonic(text: str) -> list[dict]:
-    from raypipe.templates import ParseError
-    from raypipe.templates.pythonic import parse_pythonic
+def remove_think(text: str) -> str:
+    """`strip_think` where the text has a think tag; other text is left exactly as it is."""
+    return strip_think(text) if "<think>" in text or "</think>" in text else text
+
+
+def _strip_fence(text: str) -> str:
+    """The inside of a ```` ```python ... ``` ```` (or bare) code fence; other text unchanged."""
+    if text.startswith("```"):
+        newline = text.find("\n")
+        text = text[newline + 1:] if newline != -1 else text[3:]
+        text = text.rstrip()
+        if text.endswith("```"):
+            text = text[:-3]
+    return text.strip()
+
+
+def _decode_pythonic(text: Any, rules: str) -> list:
+    from raypipe.eval.bfcl_ast import ReferenceDecodeError, decode_upstream, decode_v1
 
     try:
-        calls = parse_pythonic(text, bfcl_quirks=True)
-    except ParseError as err:
+        return decode_upstream(text) if rules == "upstream" else decode_v1(text)
+    except ReferenceDecodeError as err:
         raise DecodeError(str(err)) from None
-    return [{name: arguments} for name, arguments in calls]
 
 
-def json_safe(value: Any) -> Any:
-    """`value` as JSON can hold it, for reports: tuples become lists, and a dict key JSON has
-    no form for (a tuple, which the pythonic decoder keeps as the reference does) its repr."""
-    if isinstance(value, dict):
-        return {(k if k is None or isinstance(k, (str, int, float)) else repr(k)): json_safe(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def _decode_decision_token(raw: Any) -> list[dict]:
+def _decode_decision_token(raw: Any, rules: str) -> list:
     text = _text(raw)
     if text.startswith(ANSWER):
         if USE_TOOL in text or CALL_BEGIN in text:
@@ -142,12 +155,12 @@ def _decode_decision_token(raw: Any) -> list[dict]:
         # Text before the first call is the message content (raypipe renders content, then calls).
         return _json_blocks(body[body.index(CALL_BEGIN):])
     try:
-        return _decode_pythonic(body)  # Figure 1 style: <|use_tool|>[f(a=1)]
+        return _decode_pythonic(body, rules)  # Figure 1 style: <|use_tool|>[f(a=1)]
     except DecodeError:
         cut = body.rfind("\n[")  # content, a newline, then the call list
         if cut == -1:
             raise
-        return _decode_pythonic(body[cut + 1:])
+        return _decode_pythonic(body[cut + 1:], rules)
 
 
 def _decode_json(raw: Any) -> list[dict]:
@@ -174,8 +187,8 @@ def _json_blocks(body: str) -> list[dict]:
 def _json_call(block: str) -> dict:
     try:
         call = json.loads(block)
-    except json.JSONDecodeError as err:
-        raise DecodeError(f"tool call is not JSON: {err.msg}") from None
+    except ValueError as err:
+        raise DecodeError(f"tool call is not JSON: {getattr(err, 'msg', str(err))[:200]}") from None
     if not (isinstance(call, dict) and isinstance(call.get("name"), str)):
         raise DecodeError('tool call must be {"name": ..., "arguments": ...}')
     return {call["name"]: _arguments(call.get("arguments", {}), call["name"])}
@@ -185,8 +198,8 @@ def _arguments(arguments: Any, name: str) -> dict:
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as err:
-            raise DecodeError(f"arguments of {name} are not JSON: {err.msg}") from None
+        except ValueError as err:  # bad JSON, or a number longer than Python reads (4,300 digits)
+            raise DecodeError(f"arguments of {name} are not JSON: {getattr(err, 'msg', str(err))[:200]}") from None
     if not isinstance(arguments, dict):
         raise DecodeError(f"arguments of {name} must be a JSON object")
     return arguments

@@ -64,9 +64,10 @@ def public_endpoint(url: str | None) -> str | None:
 def dataset_entries(paths: Iterable[str]) -> list[dict[str, Any]]:
     """sha256 and size of every file named (folders and globs expanded)."""
     from raypipe.io import fs
+    from raypipe.io.dataset import expand_inputs
 
     entries = []
-    for path in sorted(set(fs.expand(list(paths)))) if paths else []:
+    for path in sorted(set(expand_inputs(list(paths), allow_incomplete=True))) if paths else []:
         entries.append({"path": path, "sha256": fs.sha256(path), "bytes": fs.stat(path)[0]})
     return entries
 

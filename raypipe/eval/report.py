@@ -16,6 +16,21 @@ from raypipe.errors import RaypipeError
 CATEGORIES = ["simple", "multiple_function", "parallel_function", "parallel_multiple_function", "relevance"]
 SHORT = {"simple": "Simple", "multiple_function": "Multiple", "parallel_function": "Parallel",
          "parallel_multiple_function": "Parallel Multiple", "relevance": "Relevance"}
+UPSTREAM = [("non_live_ast", "Non-live AST"), ("live_ast", "Live AST"), ("irrelevance", "Irrelevance"),
+            ("relevance", "Relevance"), ("overall", "Overall")]
+
+
+def category_order(runs: list[dict[str, Any]]) -> list[str]:
+    """The categories any run has: the V1 five first (the paper's order), then the others as
+    the runs list them (V3/V4 names, or ``<version>/<category>`` keys)."""
+    seen = [c for c in CATEGORIES if any(c in r["categories"] for r in runs)]
+    for r in runs:
+        seen += [c for c in r["categories"] if c not in seen]
+    return seen
+
+
+def label(category: str) -> str:
+    return SHORT.get(category, category)
 
 
 def _load(path: Path) -> dict | None:
@@ -35,8 +50,9 @@ def collect_run(run_dir: str | Path, name: str | None = None) -> dict[str, Any]:
     bfcl = _load(run_dir / "REPORT.json")
     mtbench = _load(run_dir / "MTBENCH.json")
     meta = _load(run_dir / "run.json") or {}
-    if bfcl is None and mtbench is None:
-        raise RaypipeError(f"{run_dir}: holds neither REPORT.json nor MTBENCH.json")
+    agent = _load(run_dir / "AGENT.json")  # `raypipe eval agent run` (pass^k)
+    if bfcl is None and mtbench is None and agent is None:
+        raise RaypipeError(f"{run_dir}: holds neither REPORT.json nor MTBENCH.json (nor AGENT.json)")
     categories = {}
     for cat, c in ((bfcl or {}).get("categories") or {}).items():
         categories[cat] = {"accuracy": c.get("accuracy"), "correct": c.get("correct"),
@@ -52,7 +68,9 @@ def collect_run(run_dir: str | Path, name: str | None = None) -> dict[str, Any]:
         "relevance_detection": (bfcl or {}).get("relevance_detection"),
         "relevance_detection_strict": _strict(bfcl),
         "mt_bench": (mtbench or {}).get("score"),
+        "upstream": {k: (v or {}).get("accuracy") for k, v in ((bfcl or {}).get("upstream") or {}).items()},
         "categories": categories,
+        "agent": agent,
     }
 
 
@@ -90,12 +108,17 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
         mt = "-" if r["mt_bench"] is None else f"{r['mt_bench']:.2f}"
         lines.append(f"| {r['name']} | {r.get('format') or '-'} | {_pct(r['ast_summary'])} | "
                      f"{_pct(r['relevance_detection'])} | {mt} |")
-    if any(r["categories"] for r in runs):
-        lines += ["", "| Run | " + " | ".join(SHORT[c] for c in CATEGORIES) + " | Relevance (strict) |",
-                  "|---|" + "---:|" * (len(CATEGORIES) + 1)]
+    if any(any(v is not None for v in r.get("upstream", {}).values()) for r in runs):
+        lines += ["", "| Run | " + " | ".join(name for _, name in UPSTREAM) + " |", "|---|" + "---:|" * len(UPSTREAM)]
+        for r in runs:
+            lines.append(f"| {r['name']} | " + " | ".join(_pct(r.get("upstream", {}).get(k)) for k, _ in UPSTREAM) + " |")
+    columns = category_order(runs)
+    if columns:
+        lines += ["", "| Run | " + " | ".join(label(c) for c in columns) + " | Relevance (strict) |",
+                  "|---|" + "---:|" * (len(columns) + 1)]
         for r in runs:
             cells = []
-            for c in CATEGORIES:
+            for c in columns:
                 cat = r["categories"].get(c)
                 if not cat or cat.get("accuracy") is None:
                     cells.append("-")
@@ -108,8 +131,9 @@ def markdown_table(runs: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("Accuracies in %, (correct/total) and [95% confidence interval]; "
-                     "AST Summary = mean of the four AST categories; Relevance (strict) counts "
-                     "only well-formed direct answers as correct.")
+                     "AST Summary = mean of the four non-live AST categories; Relevance (strict) counts "
+                     "only well-formed direct answers as correct; the upstream figures follow bfcl_eval's "
+                     "leaderboard formulas over the categories scored (docs/scoring.md).")
     return "\n".join(lines)
 
 
@@ -121,8 +145,8 @@ def plot_runs(runs: list[dict[str, Any]], path: str | Path) -> Path:
     matplotlib.use("Agg")  # no display on cluster nodes
     import matplotlib.pyplot as plt
 
-    groups = [c for c in CATEGORIES if any(c in r["categories"] for r in runs)]
-    labels = [SHORT[c] for c in groups]
+    groups = category_order(runs)
+    labels = [label(c) for c in groups]
     values = [[(r["categories"].get(c) or {}).get("accuracy") for c in groups] for r in runs]
     cis = [[(r["categories"].get(c) or {}).get("ci95") for c in groups] for r in runs]
     if any(r["ast_summary"] is not None for r in runs):
@@ -181,5 +205,9 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path, names: list[st
                                      encoding="utf-8")
     (out / "report.md").write_text(markdown_table(runs) + "\n", encoding="utf-8")
     plot_runs(runs, out / "report.png")
+    if any(r["agent"] for r in runs):
+        from raypipe.agent.records import write_passk_report
+
+        write_passk_report([(r["name"], r["agent"]) for r in runs if r["agent"]], out)
     return {"runs": len(runs), "json": str(out / "report.json"), "markdown": str(out / "report.md"),
             "png": str(out / "report.png")}

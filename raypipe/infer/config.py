@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from raypipe.config import input_paths
+
 DEFAULT_STOP = ["<|im_end|>"]
 
 
 @dataclass
 class GenerationConfig:
     model: str  # local path or hub name of the base (or merged) model
-    adapter: str | None = None  # PEFT LoRA adapter directory, applied to every row
+    adapter: str | None = input_paths(default=None)  # PEFT LoRA adapter directory, applied to every row
     backend: Literal["auto", "vllm", "transformers"] = "auto"
     batch_size: int = 16  # rows per generation call (per engine batch on vLLM)
     max_new_tokens: int = 512

@@ -44,8 +44,10 @@ def join(base: str, *parts: str) -> str:
 def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str]:
     """Files named by paths, globs and folders, as given (URIs stay URIs), sorted, no duplicates.
 
-    A folder means the files in it (recursively) ending in one of `extensions`; a dataset folder
-    written by raypipe (with `data/` inside) means its data shards, not its rejects.
+    A folder means the files in it (recursively) ending in one of `extensions`, minus
+    bookkeeping (hidden files, summaries, rejects); a folder with `data/` inside means that.
+    Plain files only: dataset folders written by raypipe are read through their commit records
+    by `raypipe.io.dataset.expand_inputs`, which every reader of samples uses.
     """
     from pyarrow import fs as pafs
 
@@ -83,9 +85,11 @@ def expand(paths: list[str] | str, extensions: tuple[str, ...] = ()) -> list[str
 
 
 def _bookkeeping(relative: str) -> bool:
-    """Files inside a folder that are not data: hidden files, summaries, rejects of a stage."""
+    """Files inside a folder that are not data: hidden or underscore files and folders (commit
+    records, leases), summaries, rejects of a stage."""
     parts = relative.replace("\\", "/").strip("/").split("/")
-    return parts[-1].startswith((".", "_")) or parts[-1] == "summary.json" or "rejects" in parts[:-1]
+    return (any(p.startswith((".", "_")) for p in parts) or parts[-1] == "summary.json"
+            or "rejects" in parts[:-1])
 
 
 def _with_scheme(original: str, inner: str) -> str:
@@ -125,26 +129,58 @@ def open_input(path: str):
         raise RaypipeError(f"{path}: no such file") from None
 
 
+BOM = "\ufeff"
+
+
 def read_text(path: str) -> str:
+    """A whole text file, decoded as UTF-8; a leading byte-order mark is dropped. A bad byte is
+    an error naming its line and column."""
     with open_input(path) as f:
         data = f.read()
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RaypipeError(f"{path}: not UTF-8 text ({exc})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RaypipeError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at column "
+                           f"{column})") from None
+    return text[1:] if text.startswith(BOM) else text
 
 
-def iter_lines(path: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line text without newline), streaming."""
+def iter_byte_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw bytes without the line end), streaming. Lines end at b"\n" only
+    (as in JSON Lines); a trailing b"\r" is dropped too. Decoding is left to the caller, so one
+    bad byte costs one line, not the file."""
     import io
 
     with open_input(path) as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="\n")
+        for n, line in enumerate(io.BufferedReader(raw, 1 << 20), start=1):
+            if line.endswith(b"\n"):
+                line = line[:-1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            yield n, line
+
+
+def decode_line(data: bytes) -> str:
+    """One line as text: UTF-8, a byte-order mark at its start dropped (files made by `cat` of
+    files with a BOM have one mid-file). Raises UnicodeDecodeError."""
+    text = data.decode("utf-8")
+    return text[1:] if text.startswith(BOM) else text
+
+
+def undecodable_reason(data: bytes, exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {exc.start + 1})"
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line text without newline), streaming; a BOM is dropped and a line
+    that is not UTF-8 raises naming its line (callers that can skip a line use iter_byte_lines)."""
+    for n, data in iter_byte_lines(path):
         try:
-            for n, line in enumerate(text, start=1):
-                yield n, line.rstrip("\r\n")
+            yield n, decode_line(data)
         except UnicodeDecodeError as exc:
-            raise RaypipeError(f"{path}: not UTF-8 text ({exc})") from None
+            raise RaypipeError(f"{path}:{n}: {undecodable_reason(data, exc)}") from None
 
 
 def sha256(path: str) -> str:
@@ -191,3 +227,55 @@ def write_text(path: str, text: str) -> None:
     filesystem.create_dir(posixpath.dirname(inner) or ".", recursive=True)
     with filesystem.open_output_stream(inner) as f:
         f.write(text.encode("utf-8"))
+
+
+def count_newlines(path: str, start: int, end: int) -> int:
+    """Newline bytes in [start, end) of a file (runs as a Ray task over big files)."""
+    filesystem, inner = resolve(path)
+    n = 0
+    with filesystem.open_input_file(inner) as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = f.read(min(left, 8 << 20))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            left -= len(chunk)
+    return n
+
+
+def iter_line_range(path: str, start: int, end: int, first_line: int) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line bytes without the newline) of the lines that start in
+    [start, end) of a file. A line starts at offset 0 or right after a newline; a unit that
+    starts mid-line leaves that line to the unit before it, which reads past its `end` to
+    finish its last line."""
+    filesystem, inner = resolve(path)
+    with filesystem.open_input_file(inner) as f:
+        if start > 0:
+            f.seek(start - 1)
+            at_line_start = f.read(1) == b"\n"
+        else:
+            at_line_start = True
+        pos, line, buf = start, first_line, b""
+        skipping = not at_line_start
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    if buf and not skipping and pos < end:
+                        yield line, buf
+                    return
+                buf += chunk
+                continue
+            raw, buf = buf[:nl], buf[nl + 1:]
+            if skipping:  # the tail of a line that started before this unit (and is its)
+                skipping = False
+                line += 1
+            else:
+                if pos >= end:
+                    return
+                yield line, raw
+                line += 1
+            pos += nl + 1

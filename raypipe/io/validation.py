@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from raypipe.io import fs
 from raypipe.io.formats import ConversionError, Format, SourceContext
-from raypipe.io.records import iter_records
-from raypipe.schema import Sample
+from raypipe.io.hf_layouts import expand_source_files, iter_source_records
+from raypipe.schema import Sample, id_problem
 from raypipe.validate import validate_sample
 
 
@@ -31,11 +30,15 @@ class Finding:
         return f"{loc}{ident}: {self.where}: {self.message}" if self.where else f"{loc}{ident}: {self.message}"
 
 
-def check_files(paths: list[str], fmt: Format) -> Iterator[list[Finding]]:
-    """The findings of each row (empty for a valid row) of every file, in order."""
-    for path in fs.expand(paths, extensions=(".json", ".jsonl", ".parquet")):
+def check_files(paths: list[str], fmt: Format, *, allow_incomplete: bool = False) -> Iterator[list[Finding]]:
+    """The findings of each row (empty for a valid row) of every file, in order (a dataset
+    folder: its committed files; an incomplete one is refused unless `allow_incomplete`)."""
+    for path in expand_source_files(paths, allow_incomplete=allow_incomplete):
+        reason = fmt.skip(path) if fmt.skip else None
+        if reason:
+            continue
         ctx = SourceContext(path=path, source=fmt.name)
-        for rec in iter_records(path):
+        for rec in iter_source_records(path)[0]:
             if rec.error:
                 yield [Finding(path, rec.line, None, "", rec.error)]
                 continue
@@ -43,6 +46,9 @@ def check_files(paths: list[str], fmt: Format) -> Iterator[list[Finding]]:
                 sample = fmt.convert(rec.value, ctx)
             except ConversionError as exc:
                 yield [Finding(path, rec.line, None, "", str(exc))]
+                continue
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # as convert does
+                yield [Finding(path, rec.line, None, "", f"cannot convert: {type(exc).__name__}: {exc}")]
                 continue
             yield [Finding(path, rec.line, sample.id, p.path, p.message) for p in validate_sample(sample)]
 
@@ -55,7 +61,9 @@ def problems_of_batch(batch):
     for row in batch.to_pylist():
         sample = Sample.from_row(row)
         out["id"].append(sample.id)
-        out["problems"].append([f"{p.path}: {p.message}" for p in validate_sample(sample)])
+        problems = [f"{p.path}: {p.message}" for p in validate_sample(sample)]
+        wrong_id = None if problems else id_problem(sample)
+        out["problems"].append(problems + ([wrong_id] if wrong_id else []))
     return pa.table(out, schema=pa.schema([("id", pa.string()), ("problems", pa.list_(pa.string()))]))
 
 

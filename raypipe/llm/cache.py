@@ -79,6 +79,9 @@ class RequestCache:
             f.write(json.dumps(entry, ensure_ascii=False).encode("utf-8"))
         fs.move(tmp, final)  # atomic on local filesystems; object stores publish on close
 
+    def flush(self) -> None:
+        """Make every entry put so far durable (each entry is written at `put`)."""
+
     def stats(self) -> dict:
         """Number of entries and bytes (walks the whole cache: for `raypipe llm cache`)."""
         from pyarrow import fs as pafs

@@ -5,13 +5,15 @@ de-duplication (identical requests in one worker are sent once), the concurrency
 job-wide rate limiter, and the retry loop. Retries live here and only here:
 
 - retryable: 429, 408, 409, 5xx, timeouts, connection errors, malformed response bodies;
-  exponential backoff with full jitter, or the server's Retry-After when it sends one;
+  exponential backoff with full jitter, or the server's Retry-After when it sends one; once
+  the retries are spent -> `TransientError` (the row stays pending; a re-run retries it);
 - not retryable: any other 4xx -> `RowError` at once (the row goes to rejects);
-- 401/403, or an endpoint with no successful answer for `endpoint_down_after_s` ->
-  `FatalJobError` (the job stops with one message).
+- 401/403, or an endpoint with no successful answer for `endpoint_down_after_s` (counted from
+  the client's start when it never answered) -> `FatalJobError` (the job stops, one message).
 
 The client is created on the worker from a plain `LLMConfig`; it refuses to be pickled, and the
-API key it reads from the environment never appears in its messages (they are scrubbed).
+API key it reads from the environment never appears in what it returns or raises: error texts
+and answers are redacted (`raypipe.llm.redact`: the key and any 8+ character piece of it).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any, Callable
 from raypipe.errors import FatalJobError
 from raypipe.llm.cache import RequestCache, cache_key
 from raypipe.llm.config import LLMConfig
-from raypipe.llm.errors import RowError
+from raypipe.llm.errors import RowError, TransientError
+from raypipe.llm.redact import redact, redact_obj
 
 POOL_SIZE = 16  # connections per HTTP pool (see LLMClient._pools)
 LATE_SLOT_S = 0.25  # woke up this much after the rate-limit slot: book another one
@@ -92,8 +95,11 @@ def estimate_tokens(messages: list[dict]) -> int:
 
 
 class LLMClient:
-    def __init__(self, config: LLMConfig, limiter: Any = None, cache: RequestCache | None = None):
+    def __init__(self, config: LLMConfig, limiter: Any = None, cache: RequestCache | None = None,
+                 on_send: Callable[[], Any] | None = None):
         self.config = config
+        self.on_send = on_send  # awaited before every HTTP request (spend is booked on disk)
+        self.in_flight = 0  # HTTP requests on the wire now
         self.limiter = limiter  # LocalLimiter / RayLimiter or None
         self.cache = cache if cache is not None else (
             RequestCache(config.cache_dir) if config.cache_dir else None
@@ -107,6 +113,7 @@ class LLMClient:
         self._inflight: dict[str, asyncio.Future] = {}
         self._pause_until = 0.0  # after a 429 every request of this worker waits until then
         self._last_success = time.monotonic()
+        self._ever_answered = False
 
     def __reduce__(self):
         raise TypeError("LLMClient holds a live connection: pass the LLMConfig and build it on the worker")
@@ -145,13 +152,18 @@ class LLMClient:
         return self._openai
 
     def scrub(self, text: str) -> str:
-        """Remove the API key from any text that may reach a log, a reject or an error."""
-        if self._api_key and len(self._api_key) >= 4:
-            text = text.replace(self._api_key, "***")
-        return text
+        """Remove the API key (and any 8+ character piece of it) from any text that may reach
+        a log, a reject, a cache or an output."""
+        return redact(text, self._api_key or self._key_from_env())
+
+    def _key_from_env(self) -> str | None:
+        import os
+
+        return os.environ.get(self.config.api_key_env)
 
     def request_params(self, params: dict) -> dict:
-        out = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        temperature = self.config.temperature if self.config.temperature is not None else 0.0
+        out = {"temperature": temperature, "max_tokens": self.config.max_tokens}
         if self.config.response_format:
             out["response_format"] = {"type": self.config.response_format}
         out.update(params)
@@ -214,38 +226,58 @@ class LLMClient:
         finally:
             del self._inflight[key]
 
-    async def chat_json(self, messages: list[dict], validate: Callable[[Any], Any] | None = None,
-                        **params: Any) -> Any:
-        """Parse the answer as JSON (and `validate(obj)` it); on failure re-ask with the error
-        fed back, at most `max_reasks` times; then `RowError`. `validate` may return a new
-        object (used instead) or None (keep the parsed one), and raises ValueError to re-ask."""
+    async def ask(self, messages: list[dict], parse: Callable[[Completion], Any], *,
+                  feedback: Callable[[Exception], str] | None = None,
+                  max_reasks: int | None = None, **params: Any) -> Any:
+        """The one re-ask loop: `parse(completion)` returns the value, raises `ValueError` to
+        re-ask with the error fed back (at most `max_reasks` times, default the config's), or
+        `RowError` to reject at once. After the last re-ask: `RowError` with the last reason."""
+        max_reasks = self.config.max_reasks if max_reasks is None else max_reasks
         messages = list(messages)
         reason = ""
-        for attempt in range(self.config.max_reasks + 1):
+        for attempt in range(max_reasks + 1):
             completion = await self.chat(messages, **params)
+            try:
+                return parse(completion)
+            except RowError:
+                raise
+            except ValueError as exc:
+                reason = str(exc) if str(exc).startswith(("parse error", "validation error")) else f"parse error: {exc}"
+                if attempt < max_reasks:
+                    note = feedback(exc) if feedback else (
+                        f"That answer could not be used: {exc}. Answer again, correcting this.")
+                    messages = [*messages, completion.message(), {"role": "user", "content": note}]
+        raise RowError(f"{self.scrub(reason)} (after {max_reasks} re-asks)")
+
+    async def chat_json(self, messages: list[dict], validate: Callable[[Any], Any] | None = None,
+                        *, max_reasks: int | None = None, **params: Any) -> Any:
+        """The answer parsed as JSON and checked by `validate(obj)` (which may return a new
+        object to use instead, or None to keep the parsed one, and raises ValueError to
+        re-ask); re-asked through `ask` with the JSON or validation problem fed back."""
+
+        def parse(completion: Completion) -> Any:
             try:
                 obj = parse_json_answer(completion.text)
             except ValueError as exc:
-                reason = f"parse error: {exc}"
-                problem = f"Your answer is not valid JSON ({exc})."
-            else:
-                if validate is None:
-                    return obj
-                try:
-                    checked = validate(obj)
-                    return obj if checked is None else checked
-                except RowError:
-                    raise
-                except ValueError as exc:
-                    reason = f"validation error: {exc}"
-                    problem = f"Your answer does not meet the requirements: {exc}"
-            if attempt < self.config.max_reasks:
-                messages = [
-                    *messages,
-                    {"role": "assistant", "content": completion.text},
-                    {"role": "user", "content": f"{problem} Reply again with only the corrected JSON."},
-                ]
-        raise RowError(f"{reason} (after {self.config.max_reasks} re-asks)")
+                raise ValueError(f"parse error: {exc}") from None
+            if validate is None:
+                return obj
+            try:
+                checked = validate(obj)
+            except RowError:
+                raise
+            except ValueError as exc:
+                raise ValueError(f"validation error: {exc}") from None
+            return obj if checked is None else checked
+
+        def feedback(exc: Exception) -> str:
+            text = str(exc)
+            if text.startswith("parse error: "):
+                return f"Your answer is not valid JSON ({text[13:]}). Reply again with only the corrected JSON."
+            return (f"Your answer does not meet the requirements: {text.removeprefix('validation error: ')} "
+                    "Reply again with only the corrected JSON.")
+
+        return await self.ask(messages, parse, feedback=feedback, max_reasks=max_reasks, **params)
 
     # -- retries -----------------------------------------------------------------------------
     async def _send_with_retries(self, messages: list[dict], params: dict) -> Completion:
@@ -262,7 +294,10 @@ class LLMClient:
             if self.limiter is not None:
                 await self._wait_for_slot(booked)
             async with self._semaphore:
+                if self.on_send is not None:
+                    await self.on_send()
                 self._count("requests")
+                self.in_flight += 1
                 try:
                     # The raw body, parsed here: skips building pydantic models per answer
                     # (a third of the client's CPU per request); a malformed body is a
@@ -275,12 +310,17 @@ class LLMClient:
                         )
                     finally:
                         self._pool_load[pick] -= 1
+                        self.in_flight -= 1
                     completion = completion_from_body(json.loads(raw.text))
                 except Exception as exc:  # classified below; nothing escapes unclassified
                     error = exc
                     kind, status, retry_after = classify(exc)
                 else:
                     self._last_success = time.monotonic()
+                    self._ever_answered = True
+                    completion.text = self.scrub(completion.text)
+                    if completion.tool_calls:
+                        completion.tool_calls = redact_obj(completion.tool_calls, self._api_key)
                     self._account(completion)
                     if self.limiter is not None:
                         used = completion.usage["prompt_tokens"] + completion.usage["completion_tokens"]
@@ -308,13 +348,22 @@ class LLMClient:
                     await self.limiter.throttle(delay)
             self._count("retries")
             await asyncio.sleep(delay)
+        self.check_endpoint(last)
+        raise TransientError(f"http error: {last} (gave up after {self.config.max_retries + 1} attempts)")
+
+    def check_endpoint(self, last_error: str) -> None:
+        """The stop rule: no successful answer for `endpoint_down_after_s` (since this client
+        started, when it never had one) stops the job instead of leaving every row pending."""
         down_for = time.monotonic() - self._last_success
-        if kind == "connection" and down_for > self.config.endpoint_down_after_s:
+        if down_for <= self.config.endpoint_down_after_s:
+            return
+        if not self._ever_answered:
             raise FatalJobError(
-                f"{self.config.base_url} is unreachable: no successful answer for {down_for:.0f}s "
-                f"(last error: {last})"
-            )
-        raise RowError(f"http error: {last} (gave up after {self.config.max_retries + 1} attempts)")
+                f"{self.config.base_url} never answered ({down_for:.0f}s of failed requests; last "
+                f"error: {last_error}); check llm.base_url and that the endpoint is up")
+        raise FatalJobError(
+            f"{self.config.base_url} is down: no successful answer for {down_for:.0f}s (last "
+            f"error: {last_error}); the rows not done are pending: re-run the same command to resume")
 
     async def _wait_for_slot(self, booked: int) -> None:
         """Wait for the limiter's slot. A worker that wakes up much later than its slot (a

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from raypipe.config import env_var, number, output_path, url
 from raypipe.errors import FatalJobError
 
 
@@ -32,23 +33,27 @@ DEFAULT_PRICES: dict[str, Price] = {
 
 @dataclass
 class LLMConfig:
-    base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible endpoint (vLLM, Azure...)
+    base_url: str = url(default="https://api.openai.com/v1")  # any OpenAI-compatible endpoint (vLLM, Azure...)
     model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (never the key)
-    temperature: float = 0.0
-    max_tokens: int = 1024
+    api_key_env: str = env_var(default="OPENAI_API_KEY")  # name of the env var holding the key (never the key)
+    # None: the stage's own default (0 for stages that check or transform; > 0 for stages that
+    # generate new dialogs, so that two dialogs over the same tools differ)
+    temperature: float | None = number(ge=0, default=None)
+    max_tokens: int = number(ge=1, default=1024)
     concurrency: int = 64  # requests in flight per actor
     num_actors: int = 2
-    batch_size: int = 64  # rows per Ray Data batch (a batch's requests run concurrently)
-    actor_num_cpus: float = 0.25  # the actors wait on the network; don't reserve whole cores
+    batch_size: int = 256  # rows per batch: the unit of commit (committed parts every 30 s)
+    # The actors wait on the network: they reserve no CPU, so on small nodes the read tasks
+    # that feed them always find one (with 0.25 x 4 actors on 1-CPU nodes, reads starved).
+    actor_num_cpus: float = 0.0
     requests_per_minute: float | None = None  # whole job, all actors; None = no limit
     tokens_per_minute: float | None = None
     max_retries: int = 6
     backoff_base_s: float = 0.5  # first retry waits ~this, doubling each time (with jitter)
     backoff_max_s: float = 30.0
-    timeout_s: float = 60.0  # per request
-    endpoint_down_after_s: float = 60.0  # no successful answer for this long -> stop the job
-    cache_dir: str | None = None  # local dir or pyarrow-FS URI (s3://...); None disables
+    timeout_s: float = number(gt=0, default=60.0)  # per request
+    endpoint_down_after_s: float = number(gt=0, default=60.0)  # no successful answer for this long -> stop the job
+    cache_dir: str | None = output_path(shared=True, default=None)  # local dir or pyarrow-FS URI (s3://...); None disables
     max_error_rate: float = 0.5  # share of rejected rows that stops the job ...
     min_rows_for_error_rate: int = 50  # ... once at least this many rows were processed
     max_reasks: int = 2  # structured output: re-asks after a parse/validation error
@@ -77,6 +82,12 @@ class LLMConfig:
             problems.append("response_format must be null or 'json_object'")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def with_default_temperature(self, temperature: float) -> "LLMConfig":
+        """This config, with `temperature` where the user left it unset."""
+        from dataclasses import replace
+
+        return self if self.temperature is not None else replace(self, temperature=temperature)
 
     def price(self) -> Price:
         return self.prices.get(self.model) or DEFAULT_PRICES.get(self.model) or Price()

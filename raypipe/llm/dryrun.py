@@ -13,7 +13,7 @@ def dry_run_report(inputs, *, llm: LLMConfig, build_messages, stage: str, tokeni
     """Prompt tokens are counted with `tokenizer` (anything with `.encode`) when given, else
     estimated as characters / 4. Completion tokens are projected at `llm.max_tokens` per
     request, an upper bound. Rows whose messages cannot be built are counted, not hidden."""
-    rows = inputs if isinstance(inputs, (list, tuple)) else inputs.iter_rows()
+    rows = inputs.iter_rows() if hasattr(inputs, "iter_rows") else inputs
     requests = prompt_tokens = build_errors = 0
     example = None
     for row in rows:

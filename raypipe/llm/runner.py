@@ -1,258 +1,81 @@
-"""`run_llm_stage` / `run_llm_program`: run an LLM stage over a dataset, resumably.
-
-The driver side: read the completion markers of earlier runs, delete their orphans, create the
-job-wide rate limiter, run `LLMStage` actors over the rows not yet done (Ray Data with an actor
-pool, or in-process without Ray), print a live progress line, and write `summary.json` whose
-counts come from the markers (so they add up across runs: rows_in = completed + rejected).
+"""`run_llm_stage` / `run_llm_program`: the engine as two functions, for scripts and callers
+that have rows (or a Ray Dataset) and a function or two rather than a stage class. Both build
+an `LLMStage` and hand it to the one executor (`raypipe.llm.executor.run_stage`): same resume,
+commits, rejects, pending rows, limits, cache and dry runs as every stage.
 """
 
 from __future__ import annotations
 
-import asyncio
-import sys
-import time
-from dataclasses import asdict
 from typing import Any, Literal
 
-from raypipe.errors import FatalJobError, RaypipeError
 from raypipe.llm.config import LLMConfig
-from raypipe.llm.stage import SUMMARY_FIELDS, LLMStage
-from raypipe.llm.store import StageStore
+from raypipe.llm.stage import LLMStage
 
 Executor = Literal["auto", "ray", "local"]
 
 
+class FunctionStage(LLMStage):
+    """A stage made of plain functions: `build_messages(row)` + `parse(row, text)`, or an async
+    `program(row, client)`."""
+
+    def __init__(self, name: str, llm: LLMConfig, rows, *, build_messages=None, parse=None,
+                 program=None, output_schema=None, inputs=(), uses_llm: bool = True):
+        if (program is None) == (build_messages is None or parse is None):
+            raise ValueError("give either build_messages and parse, or program")
+        super().__init__(config=None)
+        self.name, self._llm, self._rows = name, llm, rows
+        self._build, self._parse, self._program = build_messages, parse, program
+        self._schema, self._inputs, self._uses_llm = output_schema, list(inputs), uses_llm
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_rows": None}  # the source stays on the driver
+
+    def llm(self) -> LLMConfig:
+        return self._llm
+
+    def uses_llm(self) -> bool:
+        return self._uses_llm
+
+    def output_schema(self):
+        return self._schema
+
+    def source(self, *, use_ray: bool = True, allow_incomplete: bool = False):
+        return self._rows
+
+    def inputs(self) -> list[str]:
+        return self._inputs
+
+    def prompt(self, row: dict) -> list[dict]:
+        return self._build(row)
+
+    def parse(self, row: dict, completion) -> Any:
+        return self._parse(row, completion.text)
+
+    async def program(self, row: dict, client) -> Any:
+        if self._program is not None:
+            return await self._program(row, client)
+        return await super().program(row, client)
+
+
 def run_llm_stage(inputs, *, llm: LLMConfig, build_messages, parse, out_dir: str, stage: str,
                   output_schema=None, dry_run: bool = False, executor: Executor = "auto",
-                  tokenizer=None, source_name: str = "", log=None) -> dict:
+                  source_name: str = "", log=None, **kwargs) -> dict:
     """One request per row (plus re-asks): `build_messages(row) -> messages`,
     `parse(row, completion_text) -> dict | list[dict]` (raise ValueError to re-ask with the
     error, RowError to reject). Returns the summary also written to `out_dir/summary.json`."""
-    if dry_run:
-        from raypipe.llm.dryrun import dry_run_report
+    from raypipe.llm.executor import run_stage
 
-        return dry_run_report(inputs, llm=llm, build_messages=build_messages, stage=stage,
-                              tokenizer=tokenizer, log=log)
-    return _run(inputs, llm=llm, out_dir=out_dir, stage=stage, output_schema=output_schema,
-                executor=executor, source_name=source_name, log=log,
-                stage_kwargs={"build_messages": build_messages, "parse": parse})
+    spec = FunctionStage(stage, llm, inputs, build_messages=build_messages, parse=parse,
+                         output_schema=output_schema)
+    return run_stage(spec, out=out_dir, executor=executor, dry_run=dry_run, log=log,
+                     source_name=source_name, **kwargs)
 
 
 def run_llm_program(inputs, *, llm: LLMConfig, program, out_dir: str, stage: str,
                     output_schema=None, executor: Executor = "auto", source_name: str = "",
-                    log=None) -> dict:
-    """`program(row, client) -> dict | list[dict]` makes any number of calls through `client`
-    (same cache, limiter, retries, accounting, resume and rejects as `run_llm_stage`)."""
-    return _run(inputs, llm=llm, out_dir=out_dir, stage=stage, output_schema=output_schema,
-                executor=executor, source_name=source_name, log=log,
-                stage_kwargs={"program": program})
+                    log=None, **kwargs) -> dict:
+    """`program(row, client) -> dict | list[dict]` makes any number of calls through `client`."""
+    from raypipe.llm.executor import run_stage
 
-
-def _run(inputs, *, llm, out_dir, stage, output_schema, executor, source_name, log, stage_kwargs):
-    log = log or _print
-    started = time.monotonic()
-    store = StageStore(out_dir)
-    markers = store.read_markers()
-    removed = store.remove_orphans(markers)
-    done_ids = [i for m in markers for i in m["ids"]]
-    if markers:
-        log(f"[{stage}] resuming: {len(done_ids)} rows done by earlier runs"
-            + (f", {removed} unfinished files removed" if removed else ""))
-    use_ray = _use_ray(inputs, executor)
-    common = dict(llm=llm, stage=stage, out_uri=out_dir, output_schema=output_schema,
-                  done_ids=done_ids, source_name=source_name, **stage_kwargs)
-    progress = Progress(stage, llm, log)
-    try:
-        if use_ray:
-            rows_in = _run_ray(inputs, llm, common, progress)
-        else:
-            rows_in = _run_local(inputs, llm, common, progress)
-    except Exception as exc:
-        fatal = _find_fatal(exc)
-        if fatal is not None:
-            raise FatalJobError(fatal) from None
-        raise
-    progress.final()
-    summary = summarize(store.read_markers(), rows_in, stage, llm)
-    summary["this_run"] = progress.totals()
-    summary["elapsed_s"] = round(time.monotonic() - started, 3)
-    store.write_summary(summary)
-    return summary
-
-
-def _use_ray(inputs, executor: Executor) -> bool:
-    if executor != "auto":
-        return executor == "ray"
-    if isinstance(inputs, (list, tuple)):
-        import importlib.util
-
-        if importlib.util.find_spec("ray") is None:
-            return False
-        import ray
-
-        return ray.is_initialized()
-    return True
-
-
-def _run_ray(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
-    import ray
-    import ray.data
-
-    from raypipe.llm.limiter import get_or_create_limiter, limiter_name
-
-    ds = ray.data.from_items(list(inputs)) if isinstance(inputs, (list, tuple)) else inputs
-    if isinstance(inputs, (list, tuple)):
-        _check_ids(inputs, common["stage"])
-    limiter = None
-    if llm.requests_per_minute or llm.tokens_per_minute:
-        name = limiter_name(llm.base_url, llm.model, llm.requests_per_minute, llm.tokens_per_minute)
-        limiter = get_or_create_limiter(name, llm.requests_per_minute, llm.tokens_per_minute)
-        ray.get(limiter.state.remote())  # exists before any worker looks it up
-        common = {**common, "limiter_name": name}
-    # Start every actor before the first batch goes out, so that throughput (and the rate
-    # limiter's budget) is not spent on a half-started pool. Restored after this stage.
-    context = ray.data.DataContext.get_current()
-    saved_wait = context.wait_for_min_actors_s
-    context.wait_for_min_actors_s = 600
-    out = ds.map_batches(
-        LLMStage,
-        fn_constructor_kwargs=common,
-        batch_size=llm.batch_size,
-        batch_format="pyarrow",
-        num_cpus=llm.actor_num_cpus,
-        # two calls per actor: a second batch starts while the first one's stragglers finish
-        compute=ray.data.ActorPoolStrategy(size=llm.num_actors, max_concurrent_calls_per_actor=2),
-    )
-    rows_in = 0
-    try:
-        for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for summary in batch.to_pylist():
-                rows_in += summary["rows"]
-                progress.add(summary)
-    finally:
-        context.wait_for_min_actors_s = saved_wait
-    del limiter  # the limiter actor ends with its last handle
-    return rows_in
-
-
-def _run_local(inputs, llm: LLMConfig, common: dict, progress: "Progress") -> int:
-    """Without Ray: the same stage class in this process, a few batches at a time."""
-    from raypipe.llm.limiter import LocalLimiter
-
-    if not isinstance(inputs, (list, tuple)):
-        inputs = [dict(row) for row in inputs.iter_rows()]
-    _check_ids(inputs, common["stage"])
-    if llm.requests_per_minute or llm.tokens_per_minute:
-        common = {**common, "local_limiter": LocalLimiter(llm.requests_per_minute, llm.tokens_per_minute)}
-    batches = [inputs[i : i + llm.batch_size] for i in range(0, len(inputs), llm.batch_size)]
-
-    async def main() -> None:
-        worker = LLMStage(**common)
-        gate = asyncio.Semaphore(2)
-
-        async def one(batch):
-            async with gate:
-                table = await worker(batch)
-            for summary in table.to_pylist():
-                progress.add(summary)
-
-        try:
-            await asyncio.gather(*(one(b) for b in batches))
-        finally:
-            await worker.client.close()
-
-    asyncio.run(main())
-    return len(inputs)
-
-
-def _check_ids(rows, stage: str) -> None:
-    seen: set = set()
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not row.get("id"):
-            raise RaypipeError(f"stage {stage!r}: input row {i} has no 'id'")
-        if row["id"] in seen:
-            raise RaypipeError(f"stage {stage!r}: input row {i} repeats id {row['id']!r} (ids must be unique)")
-        seen.add(row["id"])
-
-
-def _find_fatal(exc: BaseException) -> str | None:
-    """The FatalJobError message inside whatever Ray wrapped it in. Ray chains task errors
-    through `cause`/`__cause__` and sometimes only keeps the original as text."""
-    todo, seen = [exc], set()
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, FatalJobError):
-            return str(e)
-        todo += [c for c in (getattr(e, "cause", None), e.__cause__, e.__context__)
-                 if isinstance(c, BaseException)]
-    marker = "FatalJobError: "
-    text = str(exc)
-    if marker in text:
-        return text.split(marker, 1)[1].splitlines()[0].strip()
-    return None
-
-
-def summarize(markers: list[dict], rows_in: int, stage: str, llm: LLMConfig) -> dict:
-    """Counts over every run so far, from the completion markers."""
-    totals = {k: 0 for k in SUMMARY_FIELDS if k not in ("rows", "skipped")}
-    reasons: dict[str, int] = {}
-    done: set = set()
-    duplicates = 0
-    for m in markers:
-        for k in totals:
-            totals[k] += m.get(k, 0)
-        for kind, n in (m.get("reasons") or {}).items():
-            reasons[kind] = reasons.get(kind, 0) + n
-        for i in m["ids"]:
-            duplicates += i in done
-            done.add(i)
-    totals["cost_usd"] = round(totals["cost_usd"], 6)
-    return {
-        "stage": stage, "model": llm.model, "rows_in": rows_in, **totals,
-        "pending": rows_in - len(done), "duplicate_ids": duplicates,
-        "reject_reasons": reasons, "price_per_mtok": asdict(llm.price()),
-    }
-
-
-class Progress:
-    """The live progress line: rows done, req/s, tokens/s, errors, cost so far."""
-
-    def __init__(self, stage: str, llm: LLMConfig, log):
-        self.stage, self.llm, self.log = stage, llm, log
-        self.t0 = time.monotonic()
-        self.last_print = self.t0
-        self.sums = {k: 0 for k in SUMMARY_FIELDS}
-
-    def add(self, summary: dict) -> None:
-        for k in self.sums:
-            self.sums[k] += summary.get(k, 0)
-        now = time.monotonic()
-        if self.llm.progress_interval_s and now - self.last_print >= self.llm.progress_interval_s:
-            self.last_print = now
-            self.log(self.line())
-
-    def line(self) -> str:
-        s, dt = self.sums, max(time.monotonic() - self.t0, 1e-9)
-        tokens = s["prompt_tokens"] + s["completion_tokens"]
-        return (
-            f"[{self.stage}] rows {s['completed'] + s['rejected']} done "
-            f"({s['rejected']} rejected, {s['skipped']} resumed) | {s['requests'] / dt:.1f} req/s "
-            f"| {tokens / dt:.0f} tok/s | {s['cache_hits']} cache hits | {s['retries']} retries "
-            f"| ${s['cost_usd']:.4f}"
-        )
-
-    def final(self) -> None:
-        if self.llm.progress_interval_s:
-            self.log(self.line())
-
-    def totals(self) -> dict:
-        out = {k: v for k, v in self.sums.items()}
-        out["cost_usd"] = round(out["cost_usd"], 6)
-        return out
-
-
-def _print(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    spec = FunctionStage(stage, llm, inputs, program=program, output_schema=output_schema)
+    return run_stage(spec, out=out_dir, executor=executor, log=log, source_name=source_name, **kwargs)

@@ -1,206 +1,130 @@
-"""`LLMStage`: the Ray Data actor that runs one batch of rows through an LLM.
+"""The one shape of an LLM stage. A stage is declared, not run: `raypipe.llm.executor.run_stage`
+runs every stage the same way (Ray Data actors or in-process, resume, commits, rejects, rate
+limits, cache, progress, dry runs).
 
-Plain data in (config, the two user functions or a program, where to write), client created
-on the worker. `await stage(batch)` runs every row of the batch concurrently (the client's
-semaphore caps requests in flight), writes the batch's outputs and rejects with a completion
-marker, and returns one small summary row for the driver's progress line. Rows whose ids were
-finished by an earlier run are skipped. Tests call it directly, without Ray.
+    class ReasonStage(LLMStage):
+        name = "reasoning"
+        reads = ("id", "messages", "functions")
+
+        def prompt(self, row):                      # the messages of the one request
+            return [{"role": "user", "content": ...}]
+
+        def parse(self, row, completion):           # raise ValueError to re-ask with the
+            return {...}                            # error, RowError to reject the row
+
+or, for stages that make several calls per row, one coroutine:
+
+        async def program(self, row, client):       # any number of client.chat / chat_json /
+            return {...}                            # ask calls; dict or list of dicts
+
+A stage instance holds plain data only (its config): it is pickled to the workers, where
+`self.clients` (one `LLMClient` per entry of `llms()`) is set before rows run. Everything else
+(sources, output schema, extra endpoints) has a default that a stage may override.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from typing import Any, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from raypipe.errors import FatalJobError
-from raypipe.llm.client import Accounting, LLMClient, batch_accounting
 from raypipe.llm.config import LLMConfig
-from raypipe.llm.errors import RowError
-from raypipe.llm.store import StageStore, rejects_schema
-
-BuildMessages = Callable[[dict], list]
-Parse = Callable[[dict, str], Any]
-Program = Callable[[dict, LLMClient], Awaitable[Any]]
-
-SUMMARY_FIELDS = (
-    "rows", "skipped", "completed", "rejected", "rows_out", "requests", "responses",
-    "cache_hits", "retries", "throttled", "prompt_tokens", "completion_tokens", "cost_usd",
-)
-
-
-def reject_kind(reason: str) -> str:
-    return reason.split(":", 1)[0].strip() or "error"
 
 
 class LLMStage:
-    def __init__(
-        self,
-        *,
-        llm: LLMConfig,
-        stage: str,
-        out_uri: str,
-        build_messages: BuildMessages | None = None,
-        parse: Parse | None = None,
-        program: Program | None = None,
-        output_schema=None,
-        done_ids: Any = (),
-        limiter_name: str | None = None,
-        local_limiter: Any = None,
-        source_name: str = "",
-    ):
-        if (program is None) == (build_messages is None or parse is None):
-            raise ValueError("give either build_messages and parse, or program")
-        self.llm = llm
-        self.stage = stage
-        self.store = StageStore(out_uri)
-        self.build_messages = build_messages
-        self.parse = parse
-        self.program = program
-        self.output_schema = output_schema
-        self.done_ids = frozenset(done_ids)
-        self.source_name = source_name
-        limiter = local_limiter
-        if limiter is None and limiter_name is not None:
-            from raypipe.llm.limiter import RayLimiter
+    name: str = ""  # the stage's name in rejects, summaries and progress lines
+    reads: tuple[str, ...] = ("id",)  # input columns it needs; a missing one stops the run
+    # Declared by stages that are also commands and job steps (raypipe/stages/ is scanned):
+    command: tuple[str, ...] = ()  # e.g. ("synth", "reasoning") -> `raypipe synth reasoning`
+    step: str = ""  # job step kind, e.g. "synth_reasoning"
+    help: str = ""
+    config_class: type | None = None  # a dataclass with `inputs`, `out`, `llm` and RunOptions
 
-            limiter = RayLimiter(limiter_name)
-        self.client = LLMClient(llm, limiter=limiter)
-        llm.api_key()  # a missing key stops the job when the actor starts, not row by row
-        import openai  # noqa: F401  (import once at actor start, not inside the first batch)
+    def __init__(self, config: Any):
+        self.config = config
+        self.clients: dict[str, Any] = {}
 
-        self.processed = 0  # rows this worker finished (for max_error_rate)
-        self.rejected = 0
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "clients": {}}  # live clients are made on the worker
 
-    async def __call__(self, batch):
-        import pyarrow as pa
+    # -- what the executor asks of a stage (defaults suit the sample-in, sample-out stages) -----
+    def llm(self) -> LLMConfig:
+        return self.config.llm
 
-        rows = batch.to_pylist() if isinstance(batch, pa.Table) else list(batch)
-        if any(not row.get("id") for row in rows):
-            raise FatalJobError(f"stage {self.stage!r}: every input row needs an 'id' (the key of resume)")
-        todo = [r for r in rows if r["id"] not in self.done_ids]
-        acct = Accounting()
-        token = batch_accounting.set(acct)  # the row tasks below inherit it
+    def llms(self) -> dict[str, LLMConfig]:
+        """Every endpoint the stage talks to; "default" is the one `program` receives."""
+        return {"default": self.llm()}
+
+    def uses_llm(self) -> bool:
+        """False when this configuration makes no request (no key needed, nothing to pay)."""
+        return True
+
+    def output_schema(self):
+        from raypipe.schema import arrow_schema
+
+        return arrow_schema()
+
+    def source(self, *, use_ray: bool = True, allow_incomplete: bool = False):
+        """The input rows: a Ray Dataset under Ray (nothing is read until it runs), else a
+        list of row dicts."""
+        from raypipe.io import iter_samples, read_samples
+
+        if use_ray:
+            return read_samples(self.config.inputs, allow_incomplete=allow_incomplete)
+        return [s.to_row() for s in iter_samples(self.config.inputs, allow_incomplete=allow_incomplete)]
+
+    def summary_extra(self) -> dict[str, Any]:
+        """Stage-specific facts for summary.json (settings that shaped the output)."""
+        return {}
+
+    def inputs(self) -> list[str]:
+        """Paths the stage reads (an output among them is refused before anything runs)."""
+        return list(getattr(self.config, "inputs", []) or [])
+
+    def source_fingerprint(self) -> str | None:
+        """What the source is, so that a finished run over the same source is not read again:
+        by default the input files' paths, sizes and modification times. None: always run."""
+        import hashlib
+        import json
+
+        from raypipe.io import fs
+        from raypipe.io.dataset import expand_inputs
+
+        paths = self.inputs()
+        if not paths:
+            return None
+        files = expand_inputs(paths)
+        spec = [self.name, *[[f, *fs.stat(f)] for f in files]]
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
+    # -- the work, per row --------------------------------------------------------------------
+    def prompt(self, row: dict) -> list[dict]:
+        raise TypeError(f"stage {self.name!r} defines neither prompt() nor program()")
+
+    def parse(self, row: dict, completion) -> Any:
+        raise TypeError(f"stage {self.name!r} defines prompt() without parse()")
+
+    def requests(self, row: dict) -> list[list[dict]]:
+        """The requests a row would cost (first attempts), for dry runs."""
+        return [self.prompt(row)]
+
+    async def program(self, row: dict, client) -> Any:
+        """Default: one request from `prompt`, parsed by `parse`, re-asked on ValueError."""
+        from raypipe.llm.errors import RowError
+
         try:
-            results = await asyncio.gather(*(self._row(r) for r in todo))
-        finally:
-            batch_accounting.reset(token)
-        out_rows: list[dict] = []
-        out_owner: list[int] = []
-        rejects: list[tuple[dict, str]] = []
-        for i, (row, (outs, reason)) in enumerate(zip(todo, results)):
-            if reason is None:
-                out_rows.extend(outs)
-                out_owner.extend([i] * len(outs))
-            else:
-                rejects.append((row, reason))
-        data, bad = self._to_table(out_rows, out_owner, todo)
-        if bad:  # rows whose outputs do not fit the declared schema are rejected, not dropped
-            bad_idx = set(bad)
-            keep = [j for j, owner in enumerate(out_owner) if owner not in bad_idx]
-            data = self._to_table([out_rows[j] for j in keep], [out_owner[j] for j in keep], todo)[0]
-            rejects.extend((todo[i], reason) for i, reason in bad.items())
-        reject_table = pa.Table.from_pylist(
-            [self._reject_row(row, reason) for row, reason in rejects], schema=rejects_schema()
-        )
-        counts = {k: v for k, v in acct.snapshot().items() if k != "failures"}
-        reasons: dict[str, int] = {}
-        for _, reason in rejects:
-            reasons[reject_kind(reason)] = reasons.get(reject_kind(reason), 0) + 1
-        summary = {
-            "rows": len(rows), "skipped": len(rows) - len(todo),
-            "completed": len(todo) - len(rejects), "rejected": len(rejects),
-            "rows_out": data.num_rows if data is not None else 0, **counts,
-        }
-        if todo:
-            self.store.write_batch(
-                [r["id"] for r in todo], data, reject_table,
-                {**summary, "reasons": reasons},
-            )
-        self._check_error_rate(len(todo), len(rejects), rejects)
-        return pa.Table.from_pylist([{**summary, "reasons": json.dumps(reasons)}])
-
-    async def _row(self, row: dict) -> tuple[list[dict], str | None]:
-        """(output rows, None) or ([], reject reason). FatalJobError propagates."""
-        try:
-            if self.program is not None:
-                return _as_rows(await self.program(row, self.client)), None
-            return await self._build_and_parse(row), None
-        except RowError as exc:
-            return [], self.client.scrub(exc.reason)
-        except FatalJobError:
-            raise
-        except Exception as exc:  # a bug in user code: reject (max_error_rate stops a flood)
-            return [], self.client.scrub(f"stage error: {type(exc).__name__}: {exc}")
-
-    async def _build_and_parse(self, row: dict) -> list[dict]:
-        try:
-            messages = self.build_messages(row)
+            messages = self.prompt(row)
         except (KeyError, ValueError, TypeError) as exc:
             raise RowError(f"build error: {type(exc).__name__}: {exc}") from None
-        reason = ""
-        for attempt in range(self.llm.max_reasks + 1):
-            completion = await self.client.chat(messages)
-            try:
-                return _as_rows(self.parse(row, completion.text))
-            except RowError:
-                raise
-            except ValueError as exc:
-                reason = f"parse error: {exc}"
-                if attempt < self.llm.max_reasks:
-                    messages = [
-                        *messages,
-                        {"role": "assistant", "content": completion.text},
-                        {"role": "user", "content": f"That answer could not be used: {exc}. "
-                                                    "Answer again, correcting this."},
-                    ]
-        raise RowError(f"{reason} (after {self.llm.max_reasks} re-asks)")
-
-    def _to_table(self, out_rows, owner, todo):
-        """(table, {row index: reason}) for rows whose outputs do not fit the schema."""
-        import pyarrow as pa
-
-        if not out_rows:
-            return None, {}
-        try:
-            return pa.Table.from_pylist(out_rows, schema=self.output_schema), {}
-        except (pa.ArrowException, TypeError, ValueError, KeyError):
-            bad: dict[int, str] = {}
-            for out, i in zip(out_rows, owner):
-                try:
-                    pa.Table.from_pylist([out], schema=self.output_schema)
-                except (pa.ArrowException, TypeError, ValueError, KeyError) as exc:
-                    bad.setdefault(i, f"validation error: output row does not fit the schema: {exc}"[:500])
-            if not bad:  # rows fit alone but not together (inferred types differ): one row each
-                raise
-            return None, bad
-
-    def _reject_row(self, row: dict, reason: str) -> dict:
-        return {
-            "file": row.get("_file") or self.source_name, "line": row.get("_line"),
-            "id": row.get("id"), "stage": self.stage, "reason": reason,
-            "raw": json.dumps(row, ensure_ascii=False, sort_keys=True, default=str),
-        }
-
-    def _check_error_rate(self, processed: int, rejected: int, rejects) -> None:
-        self.processed += processed
-        self.rejected += rejected
-        if self.processed < self.llm.min_rows_for_error_rate:
-            return
-        rate = self.rejected / self.processed
-        if rate > self.llm.max_error_rate:
-            last = rejects[-1][1] if rejects else "n/a"
-            raise FatalJobError(
-                f"stage {self.stage!r}: {self.rejected} of {self.processed} rows rejected "
-                f"({rate:.0%} > max_error_rate {self.llm.max_error_rate:.0%}); last reason: {last}"
-            )
+        return await client.ask(messages, lambda completion: self.parse(row, completion))
 
 
-def _as_rows(value: Any) -> list[dict]:
-    if value is None:
-        return []
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-        return value
-    raise TypeError(f"expected a dict or a list of dicts, got {type(value).__name__}")
+@dataclass(kw_only=True)
+class RunOptions:
+    """How a stage run behaves; every stage config inherits these (job key = CLI flag)."""
+
+    dry_run: bool = field(default=False, metadata={
+        "help": "render every request; print request count, tokens and cost; call nothing"})
+    retry_rejects: bool = field(default=False, metadata={
+        "help": "try the rows rejected by earlier runs again (they are pending until they finish)"})
+    allow_incomplete: bool = field(default=False, metadata={
+        "help": "read inputs whose run did not finish (their committed rows only)"})

@@ -91,27 +91,33 @@ async def checked_assistant_turn(
     history: list[Message], call_prefix: str, where: str,
     expect: Callable[[Message], list[str]] | None = None,
 ) -> tuple[Message, bool]:
-    """Ask for an assistant action; re-ask once with the validator's problems; else reject.
-    Returns (message, repaired)."""
+    """Ask for an assistant action; re-ask once with the validator's problems (the client's
+    one re-ask loop); else reject. Returns (message, repaired)."""
     from raypipe.llm import RowError
+    from raypipe.llm.client import parse_json_answer
 
-    action = await client.chat_json(prompt)
-    msg = action_to_message(action, call_prefix)
-    problems = turn_problems(functions, history, msg, expect)
-    if not problems:
-        return msg, False
-    retry = [
-        *prompt,
-        {"role": "assistant", "content": json.dumps(action, ensure_ascii=False)},
-        {"role": "user", "content": "That action is invalid:\n- " + "\n- ".join(problems)
-         + "\nFix it. " + ACTION_FORMAT},
-    ]
-    action = await client.chat_json(retry)
-    msg = action_to_message(action, call_prefix)
-    problems = turn_problems(functions, history, msg, expect)
-    if problems:
-        raise RowError(f"{where}: assistant turn invalid after one repair: {'; '.join(problems)}")
-    return msg, True
+    attempts = 0
+
+    def parse(completion) -> Message:
+        nonlocal attempts
+        attempts += 1
+        action = parse_json_answer(completion.text)  # ValueError: re-asked like any problem
+        if not isinstance(action, dict):
+            raise ValueError("the action must be one JSON object")
+        msg = action_to_message(action, call_prefix)
+        problems = turn_problems(functions, history, msg, expect)
+        if problems:
+            raise ValueError("That action is invalid:\n- " + "\n- ".join(problems))
+        return msg
+
+    try:
+        msg = await client.ask(prompt, parse, max_reasks=1,
+                               feedback=lambda exc: f"{exc}\nFix it. {ACTION_FORMAT}")
+    except RowError as exc:
+        problems = exc.reason.split("That action is invalid:", 1)[-1].split(" (after", 1)[0]
+        problems = "; ".join(p.strip(" -") for p in problems.splitlines() if p.strip(" -"))
+        raise RowError(f"{where}: assistant turn invalid after one repair: {problems}") from None
+    return msg, attempts > 1
 
 
 async def simulate_results(client, functions: list[dict[str, Any]], history: list[Message],

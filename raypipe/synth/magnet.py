@@ -1,6 +1,6 @@
 """MAGNET: multi-turn trajectories translated from function signature paths (FSP).
 
-Per path (one input row, one `raypipe.llm.run_llm_program` program run), turn by turn:
+Per path (one input row, one run of `MagnetStage.program` by the engine's executor), turn by turn:
 
 - **back-translation** M_b(fs_h) = u_h: the user message that this signature step answers,
   shaped by the step's node operation (an ``insert`` turn never names the prerequisite, a
@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.llm.stage import LLMStage
 from raypipe.schema import Lineage, Message, Sample
 from raypipe.synth.agents import (
     ACTION_FORMAT, checked_assistant_turn, checked_row, simulate_results, specs_block, transcript,
@@ -135,13 +136,43 @@ def _request_text(turn: FspTurn, specs: dict[str, dict], names: dict[str, str],
     return f"The user asks for something that needs: {sig(turn.calls[0])}"
 
 
-def make_program(specs_by_node: dict[str, dict[str, Any]]):
-    """The per-path program for `raypipe.llm.run_llm_program` (the specs by node id in its
-    closure)."""
+class MagnetStage(LLMStage):
+    """One trajectory per input row (`make_inputs`), generated lazily from (graph, seed, index)."""
 
-    async def program(row: dict[str, Any], client) -> dict[str, Any]:
+    name = STAGE
+    reads = ("id", "fsp", "tools")
+
+    def __init__(self, config, specs: dict[str, dict[str, Any]]):
+        super().__init__(config)  # graph, n, seed, path, llm
+        self.specs = specs  # by node id: shipped to the workers once
+
+    def llm(self):
+        from raypipe.synth.diversity import DEFAULT_TEMPERATURE
+
+        return self.config.llm.with_default_temperature(DEFAULT_TEMPERATURE)
+
+    def inputs(self) -> list[str]:
+        return [self.config.graph]
+
+    def source(self, *, use_ray: bool = True, allow_incomplete: bool = False):
+        cfg = self.config
+        if not use_ray:
+            from raypipe.synth.toolgraph import load_graph
+
+            return make_inputs(load_graph(cfg.graph), cfg.n, cfg.seed, cfg.path)
+        import ray.data
+
+        return ray.data.range(cfg.n).map_batches(
+            _inputs_of_range, fn_kwargs={"graph_dir": cfg.graph, "seed": cfg.seed, "path": cfg.path},
+            batch_format="pyarrow", batch_size=1000)
+
+    async def program(self, row: dict[str, Any], client) -> dict[str, Any]:
         from raypipe.llm import RowError
+        from raypipe.synth.diversity import DialogClient, persona, request_seed
 
+        specs_by_node = self.specs
+        client = DialogClient(client, request_seed(self.config.seed, row["id"]))
+        who = persona(self.config.seed, row["id"])
         fsp = [FspTurn.from_dict(d) for d in json.loads(row["fsp"])]
         tools = json.loads(row["tools"])
         functions = [specs_by_node[t] for t in tools]
@@ -153,7 +184,7 @@ def make_program(specs_by_node: dict[str, dict[str, Any]]):
             follow = fsp[h + 1] if h + 1 < len(fsp) else None
             user = (await client.chat([
                 {"role": "system", "content": BACK_SYSTEM},
-                {"role": "user", "content": f"CONVERSATION SO FAR:\n{transcript(messages)}\n\n"
+                {"role": "user", "content": f"{who}\n\nCONVERSATION SO FAR:\n{transcript(messages)}\n\n"
                                             f"TASK: {task_text(turn, specs, names, follow)}"},
             ])).text.strip()
             if not user:
@@ -190,14 +221,30 @@ def make_program(specs_by_node: dict[str, dict[str, Any]]):
                     raise RowError(f"turn {h}: the final answer is empty")
                 actions.append({"message": len(messages), "kind": "reply", "op": turn.op, "calls": []})
                 messages.append(Message("assistant", reply))
-        sample = Sample(
-            id=row["id"], functions=functions, messages=messages, source=STAGE,
-            meta={"fsp": [t.to_dict() for t in fsp], "actions": actions},
-            lineage=[Lineage(stage=STAGE)],
+        sample = Sample(  # the id is the content's: copies are found by the mix step's dedup
+            functions=functions, messages=messages, source=STAGE,
+            meta={"path_id": row["id"], "persona": who, "fsp": [t.to_dict() for t in fsp],
+                  "actions": actions},
+            lineage=[Lineage(stage=STAGE, parent_id=row["id"])],
         )
         return checked_row(sample)
 
-    return program
+
+_GRAPHS: dict[str, ToolGraph] = {}  # per worker process: each graph is read once
+
+
+def _inputs_of_range(batch, graph_dir: str, seed: int, path: PathConfig):
+    """Ray Data: path indices -> input rows (the graph loaded once per worker process)."""
+    import pyarrow as pa
+
+    from raypipe.synth.toolgraph import load_graph
+
+    if graph_dir not in _GRAPHS:
+        _GRAPHS[graph_dir] = load_graph(graph_dir)
+    graph = _GRAPHS[graph_dir]
+    rows = [make_inputs(graph, 1, seed, path, int(i))[0] for i in batch.column("id").to_pylist()]
+    return pa.Table.from_pylist(rows, schema=pa.schema(
+        [("id", pa.string()), ("fsp", pa.string()), ("tools", pa.string())]))
 
 
 def _expect_question(msg: Message) -> list[str]:

@@ -27,6 +27,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.config import input_paths, output_path
+
 STAGE = "synth_mix"
 SOURCE_COL, RANK_COL, PICK_COL, ORDER_COL = "_mix_source", "_mix_rank", "_mix_pick", "_mix_order"
 
@@ -34,7 +36,7 @@ SOURCE_COL, RANK_COL, PICK_COL, ORDER_COL = "_mix_source", "_mix_rank", "_mix_pi
 @dataclass
 class MixSource:
     name: str
-    inputs: list[str]
+    inputs: list[str] = input_paths()
     count: int | None = None  # take exactly this many rows
     fraction: float | None = None  # take this fraction of the source (rounded)
     share: float | None = None  # this fraction of the mixture's `total`
@@ -281,14 +283,16 @@ def build_mix(datasets: dict[str, Any], sources: list[MixSource], *, seed: int =
         }
         for s in sources
     }
-    out = mixed.drop_columns([SOURCE_COL, RANK_COL, PICK_COL, ORDER_COL])
+    # The order key stays: the writer names shards by it, so reading them in name order gives
+    # the mixture order (and drops the column).
+    out = mixed.drop_columns([SOURCE_COL, RANK_COL, PICK_COL])
     return MixResult(dataset=out, duplicates=duplicates, per_source=per_source)
 
 
 @dataclass
 class MixConfig:
     sources: list[MixSource]
-    out: str
+    out: str = output_path()
     seed: int = 0
     total: int | None = None  # mixture size, needed by sources given as a `share`
 
@@ -302,8 +306,6 @@ class MixConfig:
 
 def run_mix(cfg: MixConfig) -> dict[str, Any]:
     """Read the sources, build the mixture, write it (in mixture order) with its summary."""
-    import ray.data
-
     from raypipe.errors import RaypipeError
     from raypipe.io import read_samples, write_samples
 
@@ -312,23 +314,21 @@ def run_mix(cfg: MixConfig) -> dict[str, Any]:
         result = build_mix(datasets, cfg.sources, seed=cfg.seed, total=cfg.total)
     except ValueError as exc:
         raise RaypipeError(f"mix {cfg.out}: {exc}") from None
-    options = ray.data.DataContext.get_current().execution_options
-    keep_order, options.preserve_order = options.preserve_order, True  # shards in mixture order
-    try:
-        summary = write_samples(
-            result.dataset,
-            cfg.out,
-            rejects=result.duplicates,
-            summary_extra={
-                "stage": STAGE,
-                "seed": cfg.seed,
-                "read": sum(v["read"] for v in result.per_source.values()),
-                "not_selected": sum(v["not_selected"] for v in result.per_source.values()),
-                "sources": result.per_source,
-            },
-        )
-    finally:
-        options.preserve_order = keep_order
+    summary = write_samples(
+        result.dataset,
+        cfg.out,
+        rejects=result.duplicates,
+        inputs=[p for s in cfg.sources for p in s.inputs],
+        stage=STAGE,
+        order_column=ORDER_COL,  # shards named in mixture order
+        summary_extra={
+            "stage": STAGE,
+            "seed": cfg.seed,
+            "read": sum(v["read"] for v in result.per_source.values()),
+            "not_selected": sum(v["not_selected"] for v in result.per_source.values()),
+            "sources": result.per_source,
+        },
+    )
     return {
         "out": cfg.out,
         **summary["counts"],

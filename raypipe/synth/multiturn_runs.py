@@ -1,14 +1,15 @@
 """Running the multi-turn methods end to end: inputs -> LLM engine -> samples, pairs, report.
 
-Every LLM call goes through `raypipe.llm.run_llm_program` (cache, limits, retries, rejects,
-row-level resume by input id). Inputs are derived deterministically from (graph, seed, index),
-so re-running a step with the same config resumes it: finished dialogs are skipped, nothing is
-paid for twice, and outputs are read back deduplicated by id.
+Every LLM call goes through the engine's one executor (`raypipe.llm.run_stage`: cache, limits,
+retries, rejects, pending rows, row-level resume by input id). ToolFlow and MAGNET run as one
+lazy dataset whose rows are derived from (graph, seed, index), so re-running a step with the
+same config resumes it: finished dialogs are skipped and nothing is paid for twice. Outputs are
+read back through the commit contract (`raypipe.io.dataset`).
 
-Layout of a ToolFlow run dir: ``dialogs/`` (engine output: data/, rejects/, summary.json),
-``judge/`` (optional), ``quality.json``, ``quality.md``. A MAGNET run adds ``pairs/`` (one
-Parquet file of `dpo_pair_schema()` rows per trajectory shard). A MAGNET function graph dir
-holds ``labels/`` and ``judged/`` (engine outputs) and ``graph/`` (nodes/edges Parquet).
+Layout of a ToolFlow run dir: ``dialogs/`` (a dataset: data/, rejects/, commits, summary.json),
+``judge/`` (optional), ``quality.json``, ``quality.md``. A MAGNET run adds ``pairs/`` (a dataset
+of `dpo_pair_schema()` rows, one commit per trajectory file). A MAGNET function graph dir holds
+``labels/`` and ``judged/`` (engine outputs) and ``graph/`` (nodes/edges Parquet).
 """
 
 from __future__ import annotations
@@ -17,52 +18,33 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
 
-from raypipe.schema import Sample, arrow_schema, dpo_pair_schema
-
-CHUNK_ROWS = 50_000  # inputs made and handed to the engine per call (bounds driver memory)
-
-
-def read_rows(folder: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    rows: list[dict[str, Any]] = []
-    for f in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-        rows.extend(pq.read_table(f).to_pylist())
-    return rows
+from raypipe.schema import Sample, dpo_pair_schema
 
 
 def read_outputs(stage_dir: Path) -> tuple[list[dict], list[dict]]:
-    """(outputs, rejects) of one engine run, each id once; a reject later retried and produced
-    counts as produced."""
-    outputs = list({r["id"]: r for r in read_rows(stage_dir / "data")}.values())
-    done = {r["id"] for r in outputs}
-    rejects = list({r.get("id"): r for r in read_rows(stage_dir / "rejects")
-                    if r.get("id") not in done}.values())
-    return outputs, rejects
+    """(outputs, rejects) of one engine run, as committed."""
+    from raypipe.io.dataset import read_committed
+
+    data, rejects = read_committed(str(stage_dir), "data"), read_committed(str(stage_dir), "rejects")
+    return (data.to_pylist() if data is not None else [],
+            rejects.to_pylist() if rejects is not None else [])
 
 
 def iter_produced(stage_dir: Path) -> Iterator[Sample]:
-    """The samples an engine run wrote, shard by shard, each id once (memory: one shard)."""
+    """The samples an engine run committed, file by file (memory: one file)."""
     import pyarrow.parquet as pq
 
-    seen: set[str] = set()
-    folder = stage_dir / "data"
-    for f in sorted(folder.glob("*.parquet")) if folder.exists() else []:
-        for row in pq.read_table(f).to_pylist():
-            if row["id"] not in seen:
-                seen.add(row["id"])
-                yield Sample.from_row(row)
+    from raypipe.io import fs
+    from raypipe.io.dataset import open_dataset
+
+    for path in open_dataset(str(stage_dir)).data:
+        filesystem, inner = fs.resolve(path)
+        for row in pq.read_table(inner, filesystem=filesystem).to_pylist():
+            yield Sample.from_row(row)
 
 
 def final_rejects(stage_dir: Path) -> list[dict[str, Any]]:
-    """Rejects of an engine run, each id once, minus ids that were produced after all."""
-    import pyarrow.parquet as pq
-
-    folder = stage_dir / "data"
-    produced = {i for f in (sorted(folder.glob("*.parquet")) if folder.exists() else [])
-                for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()}
-    return list({r.get("id"): r for r in read_rows(stage_dir / "rejects")
-                 if r.get("id") not in produced}.values())
+    return read_outputs(stage_dir)[1]
 
 
 def _engine(inputs, llm, program, out_dir: Path, stage: str, output_schema=None,
@@ -95,20 +77,17 @@ def _report(stage_dir: Path, attempted: int, llm, out: Path, judge: int, executo
     return report
 
 
-def run_toolflow(graph_dir: str, out_dir: str, n: int, seed: int, dialog, llm,
-                 judge: int = 0, executor: str = "auto") -> dict[str, Any]:
+def run_toolflow(cfg) -> dict[str, Any]:
+    """`cfg`: graph, out, n, seed, dialog, llm, judge, executor (the `toolflow_synth` step)."""
+    from raypipe.llm import run_stage
     from raypipe.synth import toolflow
     from raypipe.synth.toolgraph import load_graph
 
-    out = Path(out_dir)
-    graph = load_graph(graph_dir)
-    program = toolflow.make_program(dialog, toolflow.specs_by_node(graph))
-    engine: dict = {}
-    for start in range(0, n, CHUNK_ROWS):
-        rows = toolflow.make_inputs(graph, min(CHUNK_ROWS, n - start), seed, dialog, start)
-        engine = _engine(rows, llm, program, out / "dialogs", toolflow.STAGE, arrow_schema(), executor)
-    report = _report(out / "dialogs", n, llm, out, judge, executor, "ToolFlow")
-    return {"attempted": n, "produced": report["produced"], "rejected": report["rejected"],
+    out = Path(cfg.out)
+    stage = toolflow.ToolflowStage(cfg, toolflow.specs_by_node(load_graph(cfg.graph)))
+    engine = run_stage(stage, out=str(out / "dialogs"), executor=cfg.executor)
+    report = _report(out / "dialogs", cfg.n, cfg.llm, out, cfg.judge, cfg.executor, "ToolFlow")
+    return {"attempted": cfg.n, "produced": report["produced"], "rejected": report["rejected"],
             "engine": _scalars(engine), "out": str(out)}
 
 
@@ -134,58 +113,46 @@ def run_magnet_graph(tool_graph_dir: str, out_dir: str, candidates: int, seed: i
             "approved_edges": graph.meta["approved"], "graph": str(out / "graph")}
 
 
-def run_magnet(graph_dir: str, out_dir: str, n: int, seed: int, path_cfg, llm,
-               corruptions: list[str], pairs_per_sample: int, judge: int = 0,
-               executor: str = "auto") -> dict[str, Any]:
+def run_magnet(cfg) -> dict[str, Any]:
+    """`cfg`: graph, out, n, seed, path, llm, corruptions, pairs_per_sample, judge, executor."""
+    from raypipe.llm import run_stage
     from raypipe.synth import magnet
     from raypipe.synth.toolflow import specs_by_node
     from raypipe.synth.toolgraph import load_graph
 
-    out = Path(out_dir)
-    graph = load_graph(graph_dir)
-    program = magnet.make_program(specs_by_node(graph))
-    engine: dict = {}
-    for start in range(0, n, CHUNK_ROWS):
-        rows = magnet.make_inputs(graph, min(CHUNK_ROWS, n - start), seed, path_cfg, start)
-        engine = _engine(rows, llm, program, out / "trajectories", magnet.STAGE, arrow_schema(), executor)
-    pair_counts = write_pairs(out / "trajectories" / "data", out / "pairs", seed, corruptions,
-                              pairs_per_sample)
-    report = _report(out / "trajectories", n, llm, out, judge, executor, "MAGNET",
+    out = Path(cfg.out)
+    stage = magnet.MagnetStage(cfg, specs_by_node(load_graph(cfg.graph)))
+    engine = run_stage(stage, out=str(out / "trajectories"), executor=cfg.executor)
+    pair_counts = write_pairs(out / "trajectories", out / "pairs", cfg.seed, cfg.corruptions,
+                              cfg.pairs_per_sample)
+    report = _report(out / "trajectories", cfg.n, cfg.llm, out, cfg.judge, cfg.executor, "MAGNET",
                      {"pairs": pair_counts})
-    return {"attempted": n, "produced": report["produced"], "rejected": report["rejected"],
+    return {"attempted": cfg.n, "produced": report["produced"], "rejected": report["rejected"],
             "pairs": sum(pair_counts.values()), "engine": _scalars(engine), "out": str(out)}
 
 
-def write_pairs(data_dir: Path, pairs_dir: Path, seed: int, corruptions: list[str],
+def write_pairs(trajectories: Path, pairs_dir: Path, seed: int, corruptions: list[str],
                 per_sample: int) -> dict[str, int]:
-    """One pairs file per trajectory shard (skipped when already written: resumable); a
-    trajectory seen in an earlier shard is not paired twice. Returns pairs per corruption."""
+    """mDPO pairs of every committed trajectory, one commit per trajectory file (named after
+    it), in a new generation of `pairs_dir`. Returns pairs per corruption."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from raypipe.io import fs
+    from raypipe.io.dataset import begin_write, open_dataset
     from raypipe.synth.trajectories import make_pairs
 
-    pairs_dir.mkdir(parents=True, exist_ok=True)
-    seen: set[str] = set()
     counts: dict[str, int] = {}
-    for shard in sorted(data_dir.glob("*.parquet")) if data_dir.exists() else []:
-        target = pairs_dir / f"{shard.stem}.pairs.parquet"
-        if target.exists():
-            for c in pq.read_table(target, columns=["corruption"]).column("corruption").to_pylist():
-                counts[c] = counts.get(c, 0) + 1
-            seen.update(pq.read_table(shard, columns=["id"]).column("id").to_pylist())
-            continue
-        rows = []
-        for row in pq.read_table(shard).to_pylist():
-            if row["id"] in seen:
-                continue
-            seen.add(row["id"])
-            rows.extend(make_pairs(Sample.from_row(row), seed, corruptions, per_sample))
-        for r in rows:
-            counts[r["corruption"]] = counts.get(r["corruption"], 0) + 1
-        tmp = target.with_suffix(".tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=dpo_pair_schema()), tmp)
-        tmp.rename(target)
+    with begin_write(str(pairs_dir), "magnet_pairs", [str(trajectories)]) as writer:
+        for path in open_dataset(str(trajectories)).require_complete().data:
+            filesystem, inner = fs.resolve(path)
+            rows = [p for row in pq.read_table(inner, filesystem=filesystem).to_pylist()
+                    for p in make_pairs(Sample.from_row(row), seed, corruptions, per_sample)]
+            for r in rows:
+                counts[r["corruption"]] = counts.get(r["corruption"], 0) + 1
+            name = Path(path).stem.split("-", 1)[-1]  # the trajectory commit's name
+            writer.commit(name, data=pa.Table.from_pylist(rows, schema=dpo_pair_schema()))
+        writer.finalize(rows_in=None, summary={"stage": "magnet_pairs", "pairs": dict(sorted(counts.items()))})
     return dict(sorted(counts.items()))
 
 

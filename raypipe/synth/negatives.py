@@ -26,7 +26,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
+from raypipe.llm.stage import RunOptions
 from raypipe.schema import Message, Sample
 from raypipe.synth.prompting import functions_json, spec_names
 from raypipe.validate import function_name
@@ -186,49 +188,20 @@ def with_direct_answer(negative: Sample, answer: str) -> Sample:
 # -- the stage ------------------------------------------------------------------------------
 
 
-class NegativesStage:
-    """Ray Data stage (pyarrow batches of sample rows): the negatives of the batch, or (with
-    `want="rejects"`) the reject rows of samples that cannot give one. Pure and seeded, so the
-    job runs it twice, once per output, instead of holding every row in the object store."""
-
-    def __init__(self, pool: list[dict[str, Any]], *, seed: int, min_functions: int,
-                 drop_lookalikes: bool, fraction: float = 1.0, want: str = "samples"):
-        self.pool, self.seed, self.min_functions = pool, seed, min_functions
-        self.drop_lookalikes, self.fraction, self.want = drop_lookalikes, fraction, want
-
-    def __call__(self, batch):
-        import pyarrow as pa
-
-        from raypipe.io import make_reject, rejects_schema
-        from raypipe.schema import arrow_schema
-
-        samples, rejects = [], []
-        for row in batch.to_pylist():
-            if not selected(row["id"], self.seed, self.fraction):
-                continue
-            sample = Sample.from_row(row)
-            try:
-                samples.append(make_negative(sample, self.pool, seed=self.seed, min_functions=self.min_functions,
-                                             drop_lookalikes=self.drop_lookalikes).to_row())
-            except NegativeError as exc:
-                rejects.append(make_reject(sample.source, None, str(exc), "", STAGE, id=sample.id))
-        if self.want == "rejects":
-            return pa.Table.from_pylist(rejects, schema=rejects_schema())
-        return pa.Table.from_pylist(samples, schema=arrow_schema())
-
-
 @dataclass
-class NegativesConfig:
-    inputs: list[str]
-    out: str
-    tool_pool: str | None = None  # JSON list of function specs; None: raypipe's shipped pool
+class NegativesConfig(RunOptions):
+    inputs: list[str] = input_paths()
+    out: str = output_path()
+    tool_pool: str | None = input_paths(default=None, metadata={
+        "help": "JSON list of function specs for distractors (default: raypipe's shipped pool)"})
     seed: int = 0
-    min_functions: int = 2  # add distractors from the pool until this many functions remain
-    drop_lookalikes: bool = True  # also remove kept functions that look like a called one
-    fraction: float = 1.0  # seeded share of the inputs to turn into negatives
-    teacher_answer: bool = False  # ask `llm` for a direct answer instead of the decision token
+    min_functions: int = field(default=2, metadata={"help": "add distractors until this many remain"})
+    drop_lookalikes: bool = field(default=True, metadata={
+        "flag": "--keep-lookalikes", "help": "keep functions whose names look like a called one's"})
+    fraction: float = field(default=1.0, metadata={"help": "seeded share of the inputs to use"})
+    teacher_answer: bool = field(default=False, metadata={
+        "help": "target: a teacher's direct answer instead of the decision token alone"})
     llm: LLMConfig = field(default_factory=LLMConfig)
-    dry_run: bool = False  # with teacher_answer: print requests, tokens and cost; call nothing
 
     def __post_init__(self) -> None:
         if not 0.0 < self.fraction <= 1.0:
@@ -252,54 +225,3 @@ def load_pool(path: str | None) -> list[dict[str, Any]]:
     if not isinstance(pool, list) or not all(isinstance(p, dict) and function_name(p) for p in pool):
         raise RaypipeError(f"{path}: a tool pool is a JSON list of function specs, each with a name")
     return pool
-
-
-def run_negatives(cfg: NegativesConfig) -> dict[str, Any]:
-    """Negatives of every (selected) input sample; rejects for those without a call."""
-    from raypipe.io import read_samples, write_samples
-
-    pool = load_pool(cfg.tool_pool)
-    if cfg.teacher_answer:
-        return run_direct_answers(cfg, pool)
-    ds = read_samples(cfg.inputs)
-    kw = dict(seed=cfg.seed, min_functions=cfg.min_functions, drop_lookalikes=cfg.drop_lookalikes,
-              fraction=cfg.fraction)
-    negatives = ds.map_batches(NegativesStage(pool, **kw), batch_format="pyarrow")
-    rejects = ds.map_batches(NegativesStage(pool, want="rejects", **kw), batch_format="pyarrow")
-    extra: dict[str, Any] = {"stage": STAGE, "seed": cfg.seed, "fraction": cfg.fraction, "target": DECISION_ONLY}
-    if cfg.fraction < 1.0:
-        extra["read"] = ds.count()
-    summary = write_samples(negatives, cfg.out, rejects=rejects, summary_extra=extra)
-    return {"out": cfg.out, **summary["counts"], "target": DECISION_ONLY}
-
-
-def run_direct_answers(cfg: NegativesConfig, pool: list[dict[str, Any]]) -> dict[str, Any]:
-    """Negatives whose target is a teacher's direct answer: one engine request per sample.
-    The negative is rebuilt (deterministically) in both functions, so an input without a call
-    becomes a reject with its reason through the engine, and every count is in one summary."""
-    from raypipe.io import read_samples
-    from raypipe.llm import run_llm_stage
-    from raypipe.schema import arrow_schema
-
-    kw = dict(seed=cfg.seed, min_functions=cfg.min_functions, drop_lookalikes=cfg.drop_lookalikes)
-
-    def negative_of(row: dict) -> Sample:
-        return make_negative(Sample.from_row(row), pool, **kw)
-
-    def build_messages(row: dict) -> list[dict[str, str]]:
-        return build_answer_messages(negative_of(row))
-
-    def parse(row: dict, text: str) -> dict:
-        negative = negative_of(row)
-        info = negative.meta["negative"]
-        problems = check_direct_answer(text, negative, info["removed"] + info["lookalikes_removed"])
-        if problems:
-            raise ValueError("; ".join(problems))
-        return with_direct_answer(negative, text).to_row()
-
-    ds = read_samples(cfg.inputs)
-    if cfg.fraction < 1.0:
-        seed, fraction = cfg.seed, cfg.fraction
-        ds = ds.filter(lambda row: selected(row["id"], seed, fraction))
-    return run_llm_stage(ds, llm=cfg.llm, build_messages=build_messages, parse=parse, out_dir=cfg.out,
-                         stage=STAGE, output_schema=arrow_schema(), dry_run=cfg.dry_run)

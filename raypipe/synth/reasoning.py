@@ -12,12 +12,13 @@ does not call: such a reason would teach the model to argue for the wrong call.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
+from raypipe.llm.stage import RunOptions
 from raypipe.schema import Message, Sample, ToolCall
 from raypipe.synth.prompting import (
     calls_json,
@@ -230,60 +231,16 @@ def with_reasons(sample: Sample, reasons: dict[int, str]) -> Sample:
 
 
 @dataclass
-class ReasoningConfig:
-    inputs: list[str]
-    out: str
+class ReasoningConfig(RunOptions):
+    inputs: list[str] = input_paths()
+    out: str = output_path()
     llm: LLMConfig = field(default_factory=LLMConfig)
-    few_shot: bool = True  # include the worked examples in every request
-    overwrite: bool = False  # re-explain turns that already carry reasoning
-    require_all_functions: bool = True  # a reason must name every called function
-    keep_without_calls: bool = True  # samples with no tool call pass through (else: rejected)
+    few_shot: bool = field(default=True, metadata={"help": "leave out the worked examples"})
+    overwrite: bool = field(default=False, metadata={"help": "re-explain turns that already carry reasoning"})
+    require_all_functions: bool = field(default=True, metadata={
+        "flag": "--any-function", "help": "accept a reason that names only some of the called functions"})
+    keep_without_calls: bool = field(default=True, metadata={
+        "flag": "--reject-without-calls",
+        "help": "reject samples with no tool call (default: they pass through unchanged)"})
     min_chars: int = 20
     max_chars: int = 2000
-    dry_run: bool = False
-
-
-def reasoning_requests(cfg: ReasoningConfig) -> Callable[[Sample], list[list[dict]]]:
-    def requests_of(sample: Sample) -> list[list[dict]]:
-        return [build_reasoning_messages(sample, t, cfg.few_shot) for t in call_turns(sample, cfg.overwrite)]
-
-    return requests_of
-
-
-def reasoning_program(cfg: ReasoningConfig):
-    """Engine program: one request per tool-call turn (concurrently), each re-asked with its
-    problems until it passes `check_reason`; a turn that never passes rejects the sample."""
-    from raypipe.llm.errors import RowError
-    from raypipe.synth.engine import checked, valid_input, valid_output
-
-    async def program(row: dict, client) -> dict:
-        sample = valid_input(Sample.from_row(row))
-        turns = call_turns(sample, cfg.overwrite)
-        if not turns:
-            if not call_turns(sample, overwrite=True) and not cfg.keep_without_calls:
-                raise RowError("no tool calls: the sample has no assistant turn with tool calls to explain")
-            return row  # nothing to explain: no call, or every call turn has its reason
-
-        async def ask(turn: int) -> str:
-            validate = checked(lambda answer: check_reason(
-                answer, sample, turn, min_chars=cfg.min_chars, max_chars=cfg.max_chars,
-                require_all_functions=cfg.require_all_functions))
-            try:
-                answer = await client.chat_json(build_reasoning_messages(sample, turn, cfg.few_shot),
-                                                validate=validate)
-            except RowError as exc:
-                raise RowError(f"{exc.reason} [turn messages[{turn}]]") from None
-            return answer["reason"]
-
-        reasons = await asyncio.gather(*(ask(t) for t in turns))
-        return valid_output(with_reasons(sample, dict(zip(turns, reasons))))
-
-    return program
-
-
-def run_reasoning(cfg: ReasoningConfig) -> dict[str, Any]:
-    from raypipe.synth.engine import run_program_stage
-
-    return run_program_stage(inputs=cfg.inputs, out=cfg.out, llm=cfg.llm, stage=STAGE,
-                             program=reasoning_program(cfg), requests_of=reasoning_requests(cfg),
-                             dry_run=cfg.dry_run)

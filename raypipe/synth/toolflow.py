@@ -1,6 +1,6 @@
 """ToolFlow: graph-sampled tools + a planned dialog played out by three agents.
 
-Per dialog (one input row, one `raypipe.llm.run_llm_program` program run):
+Per dialog (one input row, one run of `ToolflowStage.program` by the engine's executor):
 
 1. the tools were sampled from the tool graph beforehand (`make_inputs`, seeded per dialog id);
 2. a **planner** call writes the plan: a list of turns, each a user intent naming the tools
@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from raypipe.llm.stage import LLMStage
 from raypipe.schema import Lineage, Message, Sample
 from raypipe.synth.agents import (
     ACTION_FORMAT, checked_assistant_turn, checked_row, simulate_results, specs_block, transcript,
@@ -116,22 +117,52 @@ def _plan_validator(names: set[str], cfg: DialogConfig):
     return check
 
 
-def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
-    """The per-dialog program for `raypipe.llm.run_llm_program` (plain data in its closure:
-    the config and the specs by node id)."""
+class ToolflowStage(LLMStage):
+    """One dialog per input row (`make_inputs`), generated lazily from (graph, seed, index)."""
 
-    async def program(row: dict[str, Any], client) -> dict[str, Any]:
+    name = STAGE
+    reads = ("id", "subgraph")
+
+    def __init__(self, config, specs: dict[str, dict[str, Any]]):
+        super().__init__(config)  # graph, n, seed, dialog, llm
+        self.specs = specs  # by node id: shipped to the workers once
+
+    def llm(self):
+        from raypipe.synth.diversity import DEFAULT_TEMPERATURE
+
+        return self.config.llm.with_default_temperature(DEFAULT_TEMPERATURE)
+
+    def inputs(self) -> list[str]:
+        return [self.config.graph]
+
+    def source(self, *, use_ray: bool = True, allow_incomplete: bool = False):
+        cfg = self.config
+        if not use_ray:
+            from raypipe.synth.toolgraph import load_graph
+
+            return make_inputs(load_graph(cfg.graph), cfg.n, cfg.seed, cfg.dialog)
+        import ray.data
+
+        return ray.data.range(cfg.n).map_batches(
+            _inputs_of_range, fn_kwargs={"graph_dir": cfg.graph, "seed": cfg.seed, "dialog": cfg.dialog},
+            batch_format="pyarrow", batch_size=1000)
+
+    async def program(self, row: dict[str, Any], client) -> dict[str, Any]:
         from raypipe.llm import RowError
+        from raypipe.synth.diversity import DialogClient, persona, request_seed
 
+        cfg, seed = self.config.dialog, self.config.seed
+        client = DialogClient(client, request_seed(seed, row["id"]))
+        who = persona(seed, row["id"])
         subgraph = json.loads(row["subgraph"])
-        functions = [specs[t] for t in subgraph["tools"]]
+        functions = [self.specs[t] for t in subgraph["tools"]]
         names = {f["name"] for f in functions}
         if cfg.plan:
             plan = await client.chat_json(
                 [
                     {"role": "system", "content": PLANNER_SYSTEM.format(
                         min_turns=cfg.min_turns, max_turns=cfg.max_turns)},
-                    {"role": "user", "content": specs_block(functions)},
+                    {"role": "user", "content": f"{who}\n\n{specs_block(functions)}"},
                 ],
                 validate=_plan_validator(names, cfg),
             )
@@ -142,7 +173,7 @@ def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
         for h, turn in enumerate(plan["turns"]):
             user_text = (await client.chat([
                 {"role": "system", "content": USER_SYSTEM},
-                {"role": "user", "content": f"CONVERSATION SO FAR:\n{transcript(messages)}\n\n"
+                {"role": "user", "content": f"{who}\n\nCONVERSATION SO FAR:\n{transcript(messages)}\n\n"
                                             f"INTENT OF YOUR NEXT MESSAGE: {turn['intent']}"},
             ])).text.strip()
             if not user_text:
@@ -168,15 +199,29 @@ def make_program(cfg: DialogConfig, specs: dict[str, dict[str, Any]]):
                 called += [c.name for c in msg.tool_calls]
                 messages += await simulate_results(client, functions, messages, msg.tool_calls)
             turns_meta.append({"planned": turn.get("tools", []), "called": called, "repairs": repairs})
-        sample = Sample(
-            id=row["id"], functions=functions, messages=messages, source=STAGE,
-            meta={"plan": plan["turns"] if cfg.plan else None, "subgraph": subgraph,
-                  "turns": turns_meta},
-            lineage=[Lineage(stage=STAGE)],
+        sample = Sample(  # the id is the content's: copies are found by the mix step's dedup
+            functions=functions, messages=messages, source=STAGE,
+            meta={"dialog_id": row["id"], "persona": who, "plan": plan["turns"] if cfg.plan else None,
+                  "subgraph": subgraph, "turns": turns_meta},
+            lineage=[Lineage(stage=STAGE, parent_id=row["id"])],
         )
         return checked_row(sample)
 
-    return program
+
+_GRAPHS: dict[str, ToolGraph] = {}  # per worker process: each graph is read once
+
+
+def _inputs_of_range(batch, graph_dir: str, seed: int, dialog: DialogConfig):
+    """Ray Data: dialog indices -> input rows (the graph loaded once per worker process)."""
+    import pyarrow as pa
+
+    from raypipe.synth.toolgraph import load_graph
+
+    if graph_dir not in _GRAPHS:
+        _GRAPHS[graph_dir] = load_graph(graph_dir)
+    graph = _GRAPHS[graph_dir]
+    rows = [make_inputs(graph, 1, seed, dialog, int(i))[0] for i in batch.column("id").to_pylist()]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("id", pa.string()), ("subgraph", pa.string())]))
 
 
 def _no_calls(msg: Message) -> list[str]:

@@ -22,7 +22,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from raypipe.config import input_paths, output_path
 from raypipe.llm.config import LLMConfig
+from raypipe.llm.stage import RunOptions
 from raypipe.schema import Message, Sample, ToolCall
 from raypipe.synth.prompting import functions_json, name_mentioned, numbers_in, pretty_json, spec_names
 from raypipe.validate import function_name, function_parameters
@@ -317,14 +319,15 @@ def apply_translation(sample: Sample, translated: list[dict[str, Any]], language
 
 
 @dataclass
-class TranslateConfig:
-    inputs: list[str]
-    out: str
+class TranslateConfig(RunOptions):
+    inputs: list[str] = input_paths()
+    out: str = output_path()
     llm: LLMConfig = field(default_factory=LLMConfig)
-    target_lang: str = "zh-TW"  # language code written to `Sample.lang`
-    language_name: str | None = None  # needed for codes not in `LANGUAGES`
-    max_chunk_chars: int = 6000  # turns per request are cut at this JSON size
-    dry_run: bool = False
+    target_lang: str = field(default="zh-TW", metadata={
+        "flag": "--lang", "help": "target language code (written to the samples' lang)"})
+    language_name: str | None = field(default=None, metadata={
+        "flag": "--lang-name", "help": "target language name (needed for codes raypipe does not know)"})
+    max_chunk_chars: int = field(default=6000, metadata={"help": "turns per request are cut at this JSON size"})
 
     def __post_init__(self) -> None:
         get_language(self.target_lang, self.language_name)  # unknown code: ValueError now
@@ -333,53 +336,3 @@ class TranslateConfig:
 
     def language(self) -> Language:
         return get_language(self.target_lang, self.language_name)
-
-
-def translate_requests(cfg: TranslateConfig):
-    language = cfg.language()
-
-    def requests_of(sample: Sample) -> list[list[dict]]:
-        if sample.lang == language.code:  # rejected without a request
-            return []
-        return [build_translate_messages(sample, a, b, language)
-                for a, b in chunk_turns(sample.messages, cfg.max_chunk_chars)]
-
-    return requests_of
-
-
-def translate_program(cfg: TranslateConfig):
-    """Engine program: one request per chunk of turns (concurrently), each re-asked with every
-    violation until `check_translation` passes; a chunk that never passes rejects the sample."""
-    import asyncio
-
-    from raypipe.llm.errors import RowError
-    from raypipe.synth.engine import checked, valid_input, valid_output
-
-    language = cfg.language()
-
-    async def program(row: dict, client) -> dict:
-        sample = valid_input(Sample.from_row(row))
-        if sample.lang == language.code:
-            raise RowError(f"already translated: the sample's language is {language.code}")
-
-        async def ask(start: int, end: int) -> list[dict]:
-            validate = checked(lambda answer: check_translation(sample, start, end, answer, language))
-            try:
-                answer = await client.chat_json(build_translate_messages(sample, start, end, language),
-                                                validate=validate)
-            except RowError as exc:
-                raise RowError(f"{exc.reason} [turns {start}..{end - 1}]") from None
-            return answer["messages"]
-
-        chunks = await asyncio.gather(*(ask(a, b) for a, b in chunk_turns(sample.messages, cfg.max_chunk_chars)))
-        return valid_output(apply_translation(sample, [t for chunk in chunks for t in chunk], language))
-
-    return program
-
-
-def run_translate(cfg: TranslateConfig) -> dict[str, Any]:
-    from raypipe.synth.engine import run_program_stage
-
-    return run_program_stage(inputs=cfg.inputs, out=cfg.out, llm=cfg.llm, stage=STAGE,
-                             program=translate_program(cfg), requests_of=translate_requests(cfg),
-                             dry_run=cfg.dry_run)

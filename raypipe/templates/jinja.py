@@ -6,9 +6,12 @@ gives exactly `render(sample, fmt)`. The assistant body sits inside ``{% generat
 transformers' ``return_assistant_tokens_mask`` marks the same tokens raypipe trains.
 
 Messages are OpenAI-style: assistant ``tool_calls`` as ``{"type": "function", "function":
-{"name", "arguments"}}`` with arguments as an object (vLLM's server converts JSON-string
-arguments to objects before templating), reasoning as ``reasoning_content``, ``tools`` as
-``[{"type": "function", "function": spec}]``.
+{"name", "arguments"}}``, reasoning as ``reasoning_content`` (or ``reasoning``), ``tools`` as
+``[{"type": "function", "function": spec}]`` (or plain specs). The wire forms render exactly
+as the object forms do: ``arguments`` given as a JSON string is parsed by a small JSON reader
+written in Jinja (`_JSON_MACROS`; servers normalise arguments before templating, but TRL and
+LLaMA-Factory call the template on whatever the data holds), and ``content`` given as a list
+of ``{"type": "text", "text": ...}`` parts renders as their concatenated text.
 """
 
 from __future__ import annotations
@@ -79,21 +82,131 @@ _PY_MACRO = """\
 {%- endmacro -%}
 """
 
+# A JSON reader in Jinja: `_jval(st)` parses the value at `st.s[st.p:]` into `st.v` and
+# advances `st.p`; a problem is put in `st.err`. Jinja has no while loop, so loops run over an
+# upper bound of the steps left and skip once done. `'%c' | format(code)` is chr(code).
+_JSON_MACROS = r"""
+{%- macro _jws(st) -%}
+{%- set rest = st.s[st.p:] -%}{%- set st.p = st.p + (rest | length) - (rest.lstrip(' \t\n\r') | length) -%}
+{%- endmacro -%}
+{%- macro _jstr(st) -%}
+{%- set m = namespace(out='', p=st.p + 1, go=true) -%}
+{%- set esc = {'n': '\n', 't': '\t', 'r': '\r', 'b': '\b', 'f': '\f', '/': '/', '\\': '\\', '"': '"'} -%}
+{%- for _ in range(st.s.count('\\', st.p) + 1) -%}{%- if m.go -%}
+{%- set q = st.s.find('"', m.p) -%}{%- set b = st.s.find('\\', m.p) -%}
+{%- if q == -1 -%}{%- set st.err = 'unterminated string' -%}{%- set m.go = false -%}
+{%- elif b == -1 or q < b -%}{%- set m.out = m.out + st.s[m.p:q] -%}{%- set m.p = q + 1 -%}{%- set m.go = false -%}
+{%- else -%}
+{%- set m.out = m.out + st.s[m.p:b] -%}{%- set e = st.s[b + 1:b + 2] -%}
+{%- if e == 'u' -%}
+{%- set code = st.s[b + 2:b + 6] | int(-1, 16) -%}{%- set m.p = b + 6 -%}
+{%- if 55296 <= code < 56320 and st.s[m.p:m.p + 2] == '\\u' -%}
+{%- set low = st.s[m.p + 2:m.p + 6] | int(-1, 16) -%}
+{%- if 56320 <= low < 57344 -%}{%- set code = 65536 + (code - 55296) * 1024 + (low - 56320) -%}{%- set m.p = m.p + 6 -%}{%- endif -%}
+{%- endif -%}
+{%- if code < 0 -%}{%- set st.err = 'bad \\u escape' -%}{%- set m.go = false -%}{%- else -%}{%- set m.out = m.out + ('%c' | format(code)) -%}{%- endif -%}
+{%- elif e in esc -%}{%- set m.out = m.out + esc[e] -%}{%- set m.p = b + 2 -%}
+{%- else -%}{%- set st.err = 'bad escape' -%}{%- set m.go = false -%}
+{%- endif -%}
+{%- endif -%}
+{%- endif -%}{%- endfor -%}
+{%- set st.v = m.out -%}{%- set st.p = m.p -%}
+{%- endmacro -%}
+{%- macro _jnum(st) -%}
+{%- set m = namespace(e=st.p, go=true) -%}
+{%- for ch in st.s[st.p:st.p + 400] -%}{%- if m.go and ch in '+-0123456789.eE' -%}{%- set m.e = m.e + 1 -%}{%- else -%}{%- set m.go = false -%}{%- endif -%}{%- endfor -%}
+{%- set t = st.s[st.p:m.e] -%}
+{%- if not t -%}{%- set st.err = 'unexpected character at ' ~ st.p -%}{%- set st.v = none -%}
+{%- elif '.' in t or 'e' in t or 'E' in t -%}{%- set st.v = t | float -%}
+{%- else -%}{%- set st.v = t | int -%}
+{%- endif -%}
+{%- set st.p = m.e -%}
+{%- endmacro -%}
+{%- macro _jval(st) -%}
+{%- set _ = _jws(st) -%}{%- set c = st.s[st.p:st.p + 1] -%}
+{%- if c == '"' -%}{%- set _ = _jstr(st) -%}
+{%- elif c == '{' -%}
+{%- set m = namespace(d={}, go=true) -%}{%- set st.p = st.p + 1 -%}{%- set _ = _jws(st) -%}
+{%- if st.s[st.p:st.p + 1] == '}' -%}{%- set st.p = st.p + 1 -%}{%- set m.go = false -%}{%- endif -%}
+{%- for _ in range(st.s.count(':', st.p) + 1) -%}{%- if m.go and not st.err -%}
+{%- set _ = _jws(st) -%}
+{%- if st.s[st.p:st.p + 1] != '"' -%}{%- set st.err = 'expected a key' -%}{%- else -%}
+{%- set _ = _jstr(st) -%}{%- set k = st.v -%}{%- set _ = _jws(st) -%}
+{%- if st.s[st.p:st.p + 1] != ':' -%}{%- set st.err = 'expected a colon' -%}{%- else -%}
+{%- set st.p = st.p + 1 -%}{%- set _ = _jval(st) -%}{%- set m.d = dict(m.d, **{k: st.v}) -%}
+{%- set _ = _jws(st) -%}{%- set c = st.s[st.p:st.p + 1] -%}{%- set st.p = st.p + 1 -%}
+{%- if c == '}' -%}{%- set m.go = false -%}{%- elif c != ',' -%}{%- set st.err = 'expected , or }' -%}{%- endif -%}
+{%- endif -%}{%- endif -%}
+{%- endif -%}{%- endfor -%}
+{%- if m.go and not st.err -%}{%- set st.err = 'unterminated object' -%}{%- endif -%}
+{%- set st.v = m.d -%}
+{%- elif c == '[' -%}
+{%- set m = namespace(l=[], go=true) -%}{%- set st.p = st.p + 1 -%}{%- set _ = _jws(st) -%}
+{%- if st.s[st.p:st.p + 1] == ']' -%}{%- set st.p = st.p + 1 -%}{%- set m.go = false -%}{%- endif -%}
+{%- for _ in range(st.s.count(',', st.p) + 1) -%}{%- if m.go and not st.err -%}
+{%- set _ = _jval(st) -%}{%- set m.l = m.l + [st.v] -%}
+{%- set _ = _jws(st) -%}{%- set c = st.s[st.p:st.p + 1] -%}{%- set st.p = st.p + 1 -%}
+{%- if c == ']' -%}{%- set m.go = false -%}{%- elif c != ',' -%}{%- set st.err = 'expected , or ]' -%}{%- endif -%}
+{%- endif -%}{%- endfor -%}
+{%- if m.go and not st.err -%}{%- set st.err = 'unterminated array' -%}{%- endif -%}
+{%- set st.v = m.l -%}
+{%- elif st.s[st.p:st.p + 4] == 'true' -%}{%- set st.v = true -%}{%- set st.p = st.p + 4 -%}
+{%- elif st.s[st.p:st.p + 5] == 'false' -%}{%- set st.v = false -%}{%- set st.p = st.p + 5 -%}
+{%- elif st.s[st.p:st.p + 4] == 'null' -%}{%- set st.v = none -%}{%- set st.p = st.p + 4 -%}
+{%- else -%}{%- set _ = _jnum(st) -%}
+{%- endif -%}
+{%- endmacro -%}
+{%- macro _nonull(st) -%}
+{%- set v = st.v -%}
+{%- if v is mapping -%}
+{%- set m = namespace(d={}) -%}
+{%- for k, x in v.items() -%}{%- if x is not none -%}{%- set st.v = x -%}{%- set _ = _nonull(st) -%}{%- set m.d = dict(m.d, **{k: st.v}) -%}{%- endif -%}{%- endfor -%}
+{%- set st.v = m.d -%}
+{%- elif v is iterable and v is not string -%}
+{%- set m = namespace(l=[]) -%}
+{%- for x in v -%}{%- set st.v = x -%}{%- set _ = _nonull(st) -%}{%- set m.l = m.l + [st.v] -%}{%- endfor -%}
+{%- set st.v = m.l -%}
+{%- endif -%}
+{%- endmacro -%}
+{%- macro _text(c) -%}
+{%- if c is none -%}
+{%- elif c is string -%}{{- c -}}
+{%- elif c is mapping -%}{{- raise_exception('message content must be a string or a list of text parts') -}}
+{%- else -%}{%- for part in c -%}
+{%- if part is mapping and part.type == 'text' -%}{{- part.text -}}
+{%- else -%}{{- raise_exception('only text content parts are supported') -}}{%- endif -%}
+{%- endfor -%}{%- endif -%}
+{%- endmacro -%}
+"""
+
+# The arguments of call `f` as an object in `args`: objects as they are, a JSON string parsed
+# (an empty string is no arguments), anything else refused.
+_ARGS = (
+    "{%- if f.arguments is string -%}"
+    "{%- set st = namespace(s=f.arguments, p=0, v=none, err='') -%}"
+    "{%- if f.arguments.strip() -%}{%- set _ = _jval(st) -%}{%- set _ = _jws(st) -%}{%- else -%}{%- set st.v = {} -%}{%- endif -%}"
+    "{%- if st.err or st.p < (st.s | length) or st.v is not mapping -%}"
+    "{{- raise_exception('tool call arguments must be a JSON object, got ' ~ f.arguments[:80]) -}}"
+    "{%- endif -%}"
+    "{%- set args = st.v -%}"
+    "{%- elif f.arguments is mapping or f.arguments is none -%}{%- set args = f.arguments or {} -%}"
+    "{%- else -%}{{- raise_exception('tool call arguments must be an object or a JSON string') -}}"
+    "{%- endif -%}"
+)
+
 
 def _calls_block(fmt: FormatConfig) -> str:
     unwrap = "{%- set f = c.function if c.function is defined else c -%}"
     if fmt.call_style == "json":
         return (
-            "{%- for c in m.tool_calls -%}" + unwrap
-            + "{%- set args = f.arguments if f.arguments is string else f.arguments | tojson(sort_keys=true) -%}"
-            + f"{{{{- {_lit(TOOL_CALL_BEGIN)} + '{{\"name\": ' + f.name | tojson + ', \"arguments\": ' + args + '}}' + {_lit(TOOL_CALL_END)} -}}}}"
+            "{%- for c in m.tool_calls -%}" + unwrap + _ARGS
+            + f"{{{{- {_lit(TOOL_CALL_BEGIN)} + '{{\"name\": ' + f.name | tojson + ', \"arguments\": ' + args | tojson(sort_keys=true) + '}}' + {_lit(TOOL_CALL_END)} -}}}}"
             + "{%- endfor -%}"
         )
     return (
-        "{{- '[' -}}{%- for c in m.tool_calls -%}" + unwrap
-        + "{%- if f.arguments is string -%}{{ raise_exception('tool call arguments must be objects, not JSON strings') }}{%- endif -%}"
+        "{{- '[' -}}{%- for c in m.tool_calls -%}" + unwrap + _ARGS
         + "{{- f.name + '(' -}}"
-        + "{%- for k, v in (f.arguments or {}) | dictsort(true) -%}{{- k + '=' + py(v) -}}{{- ', ' if not loop.last -}}{%- endfor -%}"
+        + "{%- for k, v in args | dictsort(true) -%}{{- k + '=' + py(v) -}}{{- ', ' if not loop.last -}}{%- endfor -%}"
         + "{{- ')' -}}{{- ', ' if not loop.last -}}{%- endfor -%}{{- ']' -}}"
     )
 
@@ -104,15 +217,17 @@ def _assistant_block(fmt: FormatConfig) -> str:
         body += f"{{{{- {_lit(USE_TOOL)} if m.tool_calls else {_lit(ANSWER)} -}}}}"
     if fmt.reasoning:
         body += (
-            "{%- if m.reasoning_content -%}"
-            f"{{{{- {_lit(THINK_START)} + m.reasoning_content + {_lit(THINK_END)} -}}}}"
+            "{%- set r = m.reasoning_content if m.reasoning_content is defined and m.reasoning_content is not none else m.reasoning -%}"
+            "{%- if r -%}"
+            f"{{{{- {_lit(THINK_START)} + r + {_lit(THINK_END)} -}}}}"
             "{%- endif -%}"
         )
     body += (
         "{%- if m.tool_calls -%}"
-        "{%- if m.content -%}{{- m.content + '\\n' -}}{%- endif -%}"
+        "{%- set text = _text(m.content) -%}"
+        "{%- if text -%}{{- text + '\\n' -}}{%- endif -%}"
         + _calls_block(fmt)
-        + "{%- else -%}{{- m.content or '' -}}{%- endif -%}"
+        + "{%- else -%}{{- _text(m.content) -}}{%- endif -%}"
     )
     return (
         f"{{{{- {_lit(IM_START + 'assistant' + chr(10))} -}}}}"
@@ -131,22 +246,25 @@ def chat_template(fmt: FormatConfig | str) -> str:
     funcs_json = "ns.funcs | tojson(sort_keys=true)"
     parts = [
         _PY_MACRO,
+        _JSON_MACROS,
         "{%- set ns = namespace(funcs=[], rest=messages) -%}",
     ]
     if fmt.functions_in != "none":
         parts.append(
             "{%- for t in (tools or []) -%}"
-            "{%- set ns.funcs = ns.funcs + [t.function if (t.type == 'function' and t.function is defined) else t] -%}"
+            "{%- set st = namespace(v=t.function if (t.type == 'function' and t.function is defined) else t) -%}"
+            "{%- set _ = _nonull(st) -%}"
+            "{%- set ns.funcs = ns.funcs + [st.v] -%}"
             "{%- endfor -%}"
         )
     has_system = "messages and messages[0].role == 'system'"
-    system_turn = _turn("'system'", "(messages[0].content or '')")
+    system_turn = _turn("'system'", "_text(messages[0].content)")
     if fmt.functions_in == "system":
         parts.append(
             "{%- if ns.funcs -%}"
             f"{{%- set block = {_lit(system_instructions(fmt) + chr(10))} + {funcs_json} -%}}"
             f"{{%- if {has_system} -%}}"
-            "{%- set block = (messages[0].content or '') + '\\n\\n' + block -%}"
+            "{%- set block = _text(messages[0].content) + '\\n\\n' + block -%}"
             "{%- set ns.rest = messages[1:] -%}"
             "{%- endif -%}"
             + _turn("'system'", "block")
@@ -162,7 +280,7 @@ def chat_template(fmt: FormatConfig | str) -> str:
     parts.append(
         "{%- for m in ns.rest -%}"
         "{%- if m.role == 'assistant' -%}" + _assistant_block(fmt)
-        + "{%- else -%}" + _turn("m.role", "(m.content or '')") + "{%- endif -%}"
+        + "{%- else -%}" + _turn("m.role", "_text(m.content)") + "{%- endif -%}"
         "{%- endfor -%}"
         "{%- if add_generation_prompt -%}"
         f"{{{{- {_lit(IM_START + 'assistant' + chr(10))} -}}}}"
@@ -172,16 +290,27 @@ def chat_template(fmt: FormatConfig | str) -> str:
 
 
 def save_tokenizer(tokenizer: Any, fmt: FormatConfig | str, out_dir: str | Path) -> Path:
-    """Add the format's special tokens, set its chat template, and save the tokenizer.
+    """Add the format's special tokens, set its chat template and response template, and save
+    the tokenizer.
 
-    Returns `out_dir`. The caller resizes the model's embeddings if tokens were added.
+    The response template (`raypipe.templates.response_template`) is what `transformers serve`
+    reads to return OpenAI ``tool_calls``; it is written into ``tokenizer_config.json`` even by
+    transformers versions that do not know the attribute. Returns `out_dir`. The caller resizes
+    the model's embeddings if tokens were added.
     """
+    from raypipe.templates.response_template import response_template
     from raypipe.templates.tokenize import add_special_tokens
 
     fmt = get_format(fmt)
     add_special_tokens(tokenizer, fmt)
     tokenizer.chat_template = chat_template(fmt)
+    tokenizer.response_template = response_template(fmt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(str(out))
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("response_template") != tokenizer.response_template:
+        config["response_template"] = tokenizer.response_template
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out

@@ -58,8 +58,19 @@ def unwrap_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def without_nulls(value: Any) -> Any:
+    """`value` without the null values of its objects (at any depth). A JSON schema has no null
+    keywords; nulls in specs come from Arrow merging the schemas of rows (`datasets` loading a
+    `tools` column), so they are not rendered."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def functions_json(functions: Sequence[dict[str, Any]]) -> str:
-    return to_json([unwrap_spec(f) for f in functions])
+    return to_json([without_nulls(unwrap_spec(f)) for f in functions])
 
 
 def format_tool_calls(calls: Sequence[ToolCall], fmt: FormatConfig) -> str:

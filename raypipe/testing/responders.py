@@ -12,7 +12,7 @@ from typing import Any, Callable
 from raypipe.testing.server import ResponderError, echo_responder
 
 __all__ = ["ResponderError", "echo_responder", "json_responder", "last_user_message",
-           "reask_aware", "fail_when"]
+           "reask_aware", "fail_when", "tool_call_responder"]
 
 
 def last_user_message(body: dict) -> str:
@@ -47,5 +47,18 @@ def fail_when(predicate: Callable[[dict], bool], status: int, inner: Callable[[d
         if predicate(body):
             raise ResponderError(status, f"refused by test responder (HTTP {status})")
         return inner(body)
+
+    return respond
+
+
+def tool_call_responder(fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
+    """`fn(body)` returns the calls to answer with, ``[(name, arguments dict), ...]``, or a string
+    (a text answer); calls go back as OpenAI ``tool_calls`` (the server's message-dict form)."""
+
+    def respond(body: dict) -> Any:
+        answer = fn(body)
+        if isinstance(answer, str):
+            return answer
+        return {"content": None, "tool_calls": [{"name": name, "arguments": args} for name, args in answer]}
 
     return respond

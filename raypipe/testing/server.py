@@ -60,6 +60,10 @@ class FaultConfig:
     seed: int = 0
     fail_first: int = 0  # deterministic: the first N requests of every content key fail ...
     fail_first_with: str = "5xx"  # ... with "429" | "5xx" | "timeout" | "drop" | "malformed"
+    # An outage: from `outage_after_s` after the first request, for `outage_s` seconds, every
+    # connection is dropped without an answer (as an endpoint that is down).
+    outage_after_s: float | None = None
+    outage_s: float = 0.0
 
 
 @dataclass
@@ -261,7 +265,10 @@ class _App:
             ("drop", f.rate_drop), ("malformed", f.rate_malformed),
         ]
         fault = None
-        if f.fail_first and self.stats.by_key[key] <= f.fail_first:
+        since_first = now - (self.stats.first_request_t or now)
+        if f.outage_after_s is not None and f.outage_after_s <= since_first < f.outage_after_s + f.outage_s:
+            fault, edges = "drop", []
+        elif f.fail_first and self.stats.by_key[key] <= f.fail_first:
             fault, edges = f.fail_first_with, []
         for name, rate in edges:
             if draw < rate:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from raypipe.config import input_paths, number, output_path
 from raypipe.errors import RaypipeError
 
 
@@ -22,7 +23,7 @@ class LoraSettings:
 
 @dataclass
 class DataSource:
-    path: str  # file, directory or glob
+    path: str = input_paths()  # file, directory or glob
     # tokenized: Parquet written by `raypipe tokenize` (id, source, input_ids, labels, ...);
     # samples: canonical samples (JSONL/Parquet), tokenized here with the run's tokenizer;
     # pairs: multi-turn DPO pairs (Parquet of raypipe.schema.dpo_pair_schema()), mDPO only.
@@ -55,11 +56,11 @@ class TinyModelSettings:
 class TrainConfig:
     model: str  # hub name or local directory of the base model ("tiny" with `tiny_model`)
     data: list[DataSource]
-    out: str  # run directory: checkpoints (Ray storage), export, metrics, plot
+    out: str = output_path()  # run directory: checkpoints (Ray storage), export, metrics, plot
     name: str = "sft"  # run name: re-running with the same name and out resumes
     format: str = "tools-dt"  # raypipe.templates.get_format preset
     train_on: Literal["all", "last"] = "all"  # which assistant turns carry loss
-    max_seq_len: int = 4096  # longer samples are left out (rejects); also the packed row length
+    max_seq_len: int = number(ge=1, default=4096)  # longer samples are left out (rejects); also the packed row length
     # Pack samples into fixed-length rows of max_seq_len tokens before the split (position ids
     # restart per sample, attention never crosses samples). None: on when the attention
     # implementation supports it (SFT; DPO pairs are never packed). With packing, batch sizes
@@ -69,14 +70,14 @@ class TrainConfig:
     # the flash_attn package, else sdpa.
     attn_implementation: str | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
-    lr: float = 1e-4
+    lr: float = number(gt=0, default=1e-4)
     global_batch_size: int = 48  # samples per optimizer step, all workers together
     micro_batch_size: int = 2  # samples per forward pass on one worker (x 3 accum x 8 workers = 48)
-    num_workers: int = 8  # Ray Train workers; 0 runs the recipe in this process without Ray
+    num_workers: int = number(ge=0, default=8)  # Ray Train workers; 0 runs the recipe in this process without Ray
     use_gpu: bool | None = None  # None: GPUs when the cluster has them
     cpus_per_worker: float = 1.0
-    epochs: int = 3
-    max_steps: int | None = None  # stop after this many optimizer steps (benchmarks, smoke runs)
+    epochs: int = number(ge=1, default=3)
+    max_steps: int | None = number(ge=1, default=None)  # stop after this many optimizer steps (benchmarks, smoke runs)
     warmup_steps: int = 100
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -121,7 +122,7 @@ class MDPOConfig(TrainConfig):
     name: str = "mdpo"
     # The reference policy: this SFT adapter is merged into the base, then a fresh adapter is
     # trained on top; "adapter disabled" is then exactly the SFT model. None: the base model.
-    sft_adapter: str | None = None
+    sft_adapter: str | None = input_paths(default=None)
     eta: float = 0.1  # DPO temperature on the summed log-ratios
     sft_weight: float = 1.0  # weight of the SFT term on the positive trajectory
     dpo_weight: float = 1.0  # lambda: weight of the mDPO term

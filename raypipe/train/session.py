@@ -26,6 +26,8 @@ def init_distributed(use_gpu: bool, local: bool) -> None:
     import torch.distributed as dist
 
     backend = "nccl" if use_gpu else "gloo"
+    if not use_gpu:
+        skip_shared_memory_op()
     if local and not dist.is_initialized():
         os.environ.update(
             {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
@@ -33,6 +35,22 @@ def init_distributed(use_gpu: bool, local: bool) -> None:
         )
         dist.init_process_group(backend, rank=0, world_size=1)
     deepspeed.init_distributed(dist_backend=backend)
+
+
+def skip_shared_memory_op() -> None:
+    """Keep DeepSpeed from building its CPU shared-memory all-reduce op.
+
+    DeepSpeed's CPU backend JIT-compiles that op when its comm layer starts, under a lock file in
+    the torch extensions cache (~/.cache/torch_extensions) taken even when the op is already built.
+    A process killed while holding it (Ray kills workers on failure, shutdown and timeouts) leaves
+    the file behind, and from then on every DeepSpeed start on that machine waits for it forever.
+    Training never uses the op (it serves DeepSpeed-inference's all_reduce only; ZeRO goes
+    through gloo), so raypipe marks it unavailable, as DeepSpeed itself does off Linux.
+    """
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
 
 
 def _free_port() -> int:

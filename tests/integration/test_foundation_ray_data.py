@@ -1,6 +1,7 @@
 """Ray Data paths: read_samples / write_samples and the validate and stats job steps, on the
 session's local Ray. Bad rows pass through as problems; nothing is dropped."""
 
+import copy
 import json
 
 import pytest
@@ -21,8 +22,9 @@ def test_read_write_validate_and_stats_on_ray(local_ray, tmp_path):
 
     samples = list(iter_samples([str(SAMPLES_JSONL), str(IF_JSONL)]))
     # one broken sample among good ones, stored as Parquet next to the JSONL inputs
-    broken = samples[0].derive("test")
-    broken.messages[2].tool_calls = [ToolCall("get_current_weather", {"unit": "kelvin"})]
+    messages = copy.deepcopy(samples[0].messages)  # edit a copy, then derive: the id follows the content
+    messages[2].tool_calls = [ToolCall("get_current_weather", {"unit": "kelvin"})]
+    broken = samples[0].derive("test", messages=messages)
     write_samples([broken, *samples[40:45]], str(tmp_path / "mixed"))
 
     ds = read_samples([str(SAMPLES_JSONL), f"file://{IF_JSONL}", str(tmp_path / "mixed")])

@@ -135,7 +135,7 @@ def test_ray_job_submit_runs_a_raypipe_job(ray_head, tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"] == {"in": 16, "out": 16, "rejected": 0}
-    assert "Connected to Ray cluster" in logs  # the driver joined the head, not a local Ray
+    assert "[raypipe] joined the Ray cluster at" in logs  # the driver joined the head, not a local Ray
     assert "[raypipe] job 'submit-test' finished" in logs
 
     # The uploaded working dir holds the code and data but none of the git-ignored folders.

@@ -76,3 +76,29 @@ def test_eval_bfcl_writes_scores_reports_and_resumes(bfcl_data, local_ray, tiny_
     # the run feeds the comparison report
     assert main(["report", str(out), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "report.png").stat().st_size > 0
+
+
+def test_eval_bfcl_runs_v4_single_turn_with_transformers(local_ray, tiny_model, tmp_path):
+    """V4 layout, every single-turn category (one item each), the transformers backend; the
+    result files carry upstream's names and the report upstream's aggregates and a manifest."""
+    from pathlib import Path
+
+    from raypipe.infer import GenerationConfig
+    from raypipe.infer.bfcl import EvalBfclConfig, run_eval_bfcl
+
+    v4 = Path(__file__).resolve().parents[1] / "data" / "bfcl" / "v4"
+    out = tmp_path / "v4run"
+    cfg = EvalBfclConfig(data=str(v4), out=str(out), format="tools", limit=1,
+                         generation=GenerationConfig(model=str(tiny_model), backend="transformers", batch_size=11,
+                                                     max_new_tokens=4))
+    summary = run_eval_bfcl(cfg, log=lambda *_: None)
+    assert summary["items"] == 11 and summary["version"] == "v4" and summary["overall"] is not None
+    names = sorted(p.name for p in (out / "results").iterdir())
+    assert len(names) == 11 and all(n.startswith("BFCL_v4_") and n.endswith("_result.json") for n in names)
+    report = json.loads((out / "REPORT.json").read_text())
+    assert report["decoder"] == "pythonic" and report["rules"] == "upstream" and len(report["categories"]) == 11
+    assert set(report["upstream"]) == {"non_live_ast", "live_ast", "irrelevance", "relevance", "overall"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["template"] == {"format": "tools", "backend": "transformers"}
+    assert manifest["sampling"]["max_new_tokens"] == 4 and manifest["versions"]["transformers"]
+    assert "Live AST" in (out / "report.md").read_text()

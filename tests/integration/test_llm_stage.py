@@ -49,8 +49,12 @@ def parse(row, text):
 
 
 def read_dir(path):
-    files = sorted(glob.glob(os.path.join(path, "*.parquet")))
-    return pq.read_table(files).to_pylist() if files else []
+    """Committed rows of `out/data` or `out/rejects`, read through the commit records."""
+    from raypipe.io.dataset import read_committed
+
+    out, kind = path.rstrip("/").rsplit("/", 1)
+    table = read_committed(out, kind)
+    return table.to_pylist() if table is not None else []
 
 
 def test_every_row_ends_in_output_or_rejects_with_its_reason(tmp_path):
@@ -69,7 +73,7 @@ def test_every_row_ends_in_output_or_rejects_with_its_reason(tmp_path):
     assert all(r["stage"] == "t" and json.loads(r["raw"])["id"] == r["id"] for r in rejects)
     assert summary["rows_in"] == 60 == summary["completed"] + summary["rejected"]
     assert summary["reject_reasons"] == {"parse error": 6, "validation error": 6, "http error": 1}
-    assert summary["pending"] == 0 and summary["duplicate_ids"] == 0
+    assert summary["pending"] == 0 and summary["duplicates"] == 0
     saved = json.load(open(f"{out}/summary.json"))
     assert saved["completed"] == summary["completed"]
 
@@ -109,11 +113,11 @@ def test_sigkill_mid_run_then_rerun_gives_every_row_exactly_once(tmp_path):
         proc = subprocess.Popen([sys.executable, str(script), srv.base_url, out, cache],
                                 env={**os.environ}, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
-        while len(glob.glob(f"{out}/_done/part-*.json")) < 8 and time.monotonic() < deadline:
+        while len(glob.glob(f"{out}/_commits/*.json")) < 8 and time.monotonic() < deadline:
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        done_before = len(glob.glob(f"{out}/_done/part-*.json"))
+        done_before = len(glob.glob(f"{out}/_commits/*.json"))
         assert 8 <= done_before < 40, "the child must die mid-run"
         rows = [{"id": f"r{i:04d}", "q": f"q {i}"} for i in range(400)]
         cfg = LLMConfig(base_url=srv.base_url, model="mock", api_key_env="RAYPIPE_TEST_STAGE_KEY",
@@ -123,10 +127,12 @@ def test_sigkill_mid_run_then_rerun_gives_every_row_exactly_once(tmp_path):
                                 executor="local")
         ids = [r["id"] for r in read_dir(f"{out}/data")]
         assert sorted(ids) == [r["id"] for r in rows]  # all there, none twice
-        assert summary["completed"] == 400 and summary["duplicate_ids"] == 0
+        assert summary["completed"] == 400 and summary["pending"] == 0
         # answers received before the kill came from the cache: at most the in-flight ones twice
         assert srv.stats.ok <= 400 + 5
         assert max(srv.stats.ok_by_key.values()) <= 2
+        # spend is counted on disk before a request goes out: a kill cannot hide requests
+        assert summary["requests"] >= srv.stats.requests
 
 
 def test_max_error_rate_stops_the_job_with_one_message(tmp_path):

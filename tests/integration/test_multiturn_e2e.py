@@ -8,11 +8,12 @@ import os
 import re
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from raypipe.schema import Sample, dpo_pair_schema
 from raypipe.synth.magnet import PathConfig
+from raypipe.commands.synth_multiturn import MagnetStepConfig, ToolflowStepConfig
+from raypipe.io.dataset import read_committed
 from raypipe.synth.multiturn_runs import read_outputs, run_magnet, run_magnet_graph, run_toolflow
 from raypipe.synth.toolflow import DialogConfig
 from raypipe.synth.toolgraph import GraphConfig, build_tool_graph, load_graph, save_graph
@@ -129,8 +130,8 @@ def _llm(srv, tmp_path):
 def test_toolflow_end_to_end_counts_repairs_rejects_and_resume(local_ray, server, tool_graph_dir, tmp_path):
     llm = _llm(server, tmp_path)
     out = tmp_path / "toolflow"
-    summary = run_toolflow(str(tool_graph_dir), str(out), n=12, seed=3, dialog=DialogConfig(), llm=llm,
-                           judge=3, executor="ray")
+    summary = run_toolflow(ToolflowStepConfig(graph=str(tool_graph_dir), out=str(out), n=12, seed=3,
+                                              dialog=DialogConfig(), llm=llm, judge=3, executor="ray"))
     assert summary["attempted"] == 12
     assert summary["produced"] + summary["rejected"] == 12
     assert summary["produced"] > 0 and summary["rejected"] > 0
@@ -158,12 +159,11 @@ def test_toolflow_end_to_end_counts_repairs_rejects_and_resume(local_ray, server
     assert (out / "quality.md").read_text().startswith("# ToolFlow quality report")
 
     before = server.stats.requests
-    again = run_toolflow(str(tool_graph_dir), str(out), n=12, seed=3, dialog=DialogConfig(), llm=llm,
-                         judge=3, executor="local")
+    again = run_toolflow(ToolflowStepConfig(graph=str(tool_graph_dir), out=str(out), n=12, seed=3,
+                                            dialog=DialogConfig(), llm=llm, judge=3, executor="local"))
     assert again["produced"] == summary["produced"] and again["rejected"] == summary["rejected"]
     produced2, _ = read_outputs(out / "dialogs")
-    raw_ids = [r["id"] for f in sorted((out / "dialogs" / "data").glob("*.parquet"))
-               for r in pq.read_table(f, columns=["id"]).to_pylist()]
+    raw_ids = read_committed(str(out / "dialogs")).column("id").to_pylist()
     assert len(raw_ids) == len(set(raw_ids)) == summary["produced"]  # no duplicates on disk
     assert server.stats.requests == before  # nothing paid for twice
 
@@ -183,8 +183,9 @@ def test_magnet_graph_then_trajectories_and_pairs(server, tool_graph_dir, tmp_pa
 
     out = tmp_path / "magnet"
     cfg = PathConfig(min_length=2, max_length=3)
-    summary = run_magnet(str(tmp_path / "fg" / "graph"), str(out), n=12, seed=1, path_cfg=cfg,
-                         llm=llm, corruptions=list(CORRUPTIONS), pairs_per_sample=4, executor="local")
+    summary = run_magnet(MagnetStepConfig(graph=str(tmp_path / "fg" / "graph"), out=str(out), n=12, seed=1,
+                                          path=cfg, llm=llm, corruptions=list(CORRUPTIONS), pairs_per_sample=4,
+                                          executor="local"))
     assert summary["produced"] + summary["rejected"] == summary["attempted"] == 12
     assert summary["produced"] > 0 and summary["pairs"] > 0
 
@@ -200,7 +201,7 @@ def test_magnet_graph_then_trajectories_and_pairs(server, tool_graph_dir, tmp_pa
             assert bool(m.tool_calls) == (a["kind"] == "call")
     assert "ask" in ops  # the split operation made the assistant ask
 
-    pairs = pq.read_table(out / "pairs").cast(dpo_pair_schema()).to_pylist()
+    pairs = read_committed(str(out / "pairs")).cast(dpo_pair_schema()).to_pylist()
     assert len(pairs) == summary["pairs"] and len({p["id"] for p in pairs}) == len(pairs)
     for p in pairs:
         chosen, rejected = Sample.from_row(p["chosen"]), Sample.from_row(p["rejected"])
@@ -212,10 +213,11 @@ def test_magnet_graph_then_trajectories_and_pairs(server, tool_graph_dir, tmp_pa
     assert report["counts_add_up"] and sum(report["pairs"].values()) == len(pairs)
 
     before = server.stats.requests
-    again = run_magnet(str(tmp_path / "fg" / "graph"), str(out), n=12, seed=1, path_cfg=cfg,
-                       llm=llm, corruptions=list(CORRUPTIONS), pairs_per_sample=4, executor="local")
+    again = run_magnet(MagnetStepConfig(graph=str(tmp_path / "fg" / "graph"), out=str(out), n=12, seed=1,
+                                        path=cfg, llm=llm, corruptions=list(CORRUPTIONS), pairs_per_sample=4,
+                                        executor="local"))
     assert again["pairs"] == summary["pairs"] and again["produced"] == summary["produced"]
-    assert pq.read_table(out / "pairs").num_rows == len(pairs)
+    assert read_committed(str(out / "pairs")).num_rows == len(pairs)
     assert server.stats.requests == before
 
 

@@ -104,3 +104,10 @@ def test_model_answers_each_turn_then_is_judged(local_ray, tmp_path):
     assert [len(answers["1"]), len(answers["2"])] == [2, 1]
     turn2 = next(p for p in seen if "turn 2" in p)
     assert answers["1"][0] in turn2 and answers["1"][1] in turn2  # the judge saw both replies
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())  # what produced the score
+    assert manifest["kind"] == "eval_mtbench" and manifest["model"] == str(model)
+    assert manifest["scorer"]["judge_model"] == "judge" and manifest["endpoint"] == srv.base_url
+    assert manifest["template"] == {"format": "none"} and manifest["system_prompt_sha256"]
+    assert manifest["sampling"]["max_new_tokens"] == 4 and {d["path"] for d in manifest["datasets"]} == {
+        str(q), str(answers_file)}
+    assert "sk-test-judge" not in (tmp_path / "out" / "manifest.json").read_text()

@@ -18,9 +18,13 @@ def check(s, args, acceptable, name=None, **kw):
     return check_call(s, {name or s["name"]: args}, {s["name"]: acceptable}, **kw)
 
 
-def item(category, functions, truth, rules="v1"):
+def item(category, functions, truth, rules="v1", version="v1"):
+    """`category` is a V1 name; V3/V4 items (`version`) take the upstream name of the same kind."""
+    if version != "v1":
+        category = {"simple": "simple_python" if version == "v4" else "simple", "multiple_function": "multiple",
+                    "parallel_function": "parallel", "parallel_multiple_function": "parallel_multiple"}[category]
     return BfclItem(id=f"{category}_0", category=category, question=[], functions=functions,
-                    ground_truth=truth, rules=rules)
+                    ground_truth=truth, rules=rules, version=version)
 
 
 # -- names, required, unexpected ------------------------------------------------------------
@@ -273,8 +277,9 @@ def test_substring_spec_lookup_quirk():
     call = [{"get_weather_forecast": {"city": "Paris"}}]
     r = check_ast(item("multiple_function", fs, truth, rules="v1"), call)
     assert r.error_type == "parallel_function_checker_no_order:cannot_find_match"
-    # V3/V4 data is looked up by exact name
-    assert check_ast(item("multiple_function", fs, truth, rules="v3"), call).valid
+    # V3/V4 data is looked up by exact name (whichever rules apply)
+    for rules in ("upstream", "v1"):
+        assert check_ast(item("multiple_function", fs, truth, rules=rules, version="v4"), call).valid
 
 
 def test_possible_answer_key_without_a_spec():
@@ -292,27 +297,27 @@ def test_empty_output_shapes():
     assert not is_empty_output([{"f": {"x": 1}}])
 
 
-# -- V3/V4 data: upstream bfcl_eval rules where they differ ----------------------------------------
+# -- upstream bfcl_eval rules where they differ from V1's ----------------------------------------
 
 
-def test_v3_dicts_may_omit_optional_keys():
+def test_upstream_dicts_may_omit_optional_keys():
     s = spec(d="dict")
     acceptable = {"d": [{"name": ["Ann"], "age": [30, ""]}]}
     call = {"d": {"name": "Ann"}}
-    assert check(s, call, acceptable, rules="v3").valid
+    assert check(s, call, acceptable, rules="upstream").valid
     assert check(s, call, acceptable, rules="v1").error_type == "value_error:dict_items"
-    r = check(s, {"d": {"age": 30}}, acceptable, rules="v3")
+    r = check(s, {"d": {"age": 30}}, acceptable, rules="upstream")
     assert (r.error_type, r.errors) == ("value_error:dict_key", ["Missing dict key parameter: 'name'."])
-    r = check(s, {"d": {"name": "Ann", "x": 1}}, acceptable, rules="v3")
+    r = check(s, {"d": {"name": "Ann", "x": 1}}, acceptable, rules="upstream")
     assert r.errors == ["Unexpected dict key parameter: 'x'."]
     # a wrong value and a missing key: upstream reports both and calls it a key error
-    r = check(s, {"d": {"age": 31}}, {"d": [{"name": ["Ann"], "age": [30]}]}, rules="v3")
+    r = check(s, {"d": {"age": 31}}, {"d": [{"name": ["Ann"], "age": [30]}]}, rules="upstream")
     assert r.error_type == "value_error:dict_key" and len(r.errors) == 2
 
 
-def test_v3_multiple_function_checker():
+def test_upstream_multiple_function_checker():
     fs = [spec("circle.area", r="float"), spec("square.area", side="float")]
-    it = item("multiple_function", fs, [{"square.area": {"side": [2.0]}}], rules="v3")
+    it = item("multiple_function", fs, [{"square.area": {"side": [2.0]}}], rules="upstream", version="v4")
     assert check_ast(it, [{"square.area": {"side": 2}}]).valid
     assert check_ast(it, []).error_type == "multiple_function_checker:wrong_count"
     assert check_ast(it, [{"circle.area": {"r": 2.0}}]).error_type == "simple_function_checker:wrong_func_name"

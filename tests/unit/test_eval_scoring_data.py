@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from raypipe.errors import RaypipeError
+from raypipe.eval.bfcl_categories import parse_result_file_name
 from raypipe.eval.bfcl_data import (
     CATEGORIES,
-    category_of_result_file,
     load_bfcl,
     reference_calls,
     result_file_name,
@@ -55,24 +55,24 @@ def test_v1_questions_differ_by_language_and_answers_are_shared():
 def test_v4_layout():
     items = load_bfcl(FIXTURES / "v4", "en")
     by_id = {it.id: it for it in items}
-    assert {it.category for it in items} == set(CATEGORIES)
-    assert by_id["simple_python_0"].category == "simple"
-    assert by_id["multiple_0"].category == "multiple_function"
-    assert by_id["parallel_1"].category == "parallel_function"
-    assert by_id["parallel_multiple_0"].category == "parallel_multiple_function"
-    assert by_id["irrelevance_0"].category == "relevance" and by_id["irrelevance_0"].ground_truth is None
+    assert {(it.category, it.kind) for it in items} >= {
+        ("simple_python", "simple"), ("multiple", "multiple"), ("parallel", "parallel"),
+        ("parallel_multiple", "parallel"), ("irrelevance", "irrelevance")}
+    assert by_id["simple_python_0"].category == "simple_python" and by_id["simple_python_0"].version == "v4"
+    assert by_id["irrelevance_0"].kind == "irrelevance" and by_id["irrelevance_0"].ground_truth is None
     assert by_id["parallel_0"].ground_truth == [
         {"recipes.find_by_ingredient": {"ingredient": ["tofu"], "max_minutes": [30]}},
         {"recipes.find_by_ingredient": {"ingredient": ["salmon"], "max_minutes": [45]}},
     ]
-    assert all(it.rules == "v3" for it in items)
+    assert all(it.rules == "upstream" for it in items)
+    assert {it.rules for it in load_bfcl(FIXTURES / "v4", "en", rules="v1")} == {"v1"}
     assert by_id["simple_python_0"].question == [{"role": "user", "content": by_id["simple_python_0"].question[0]["content"]}]
 
 
 def test_v3_layout_and_category_selection():
     items = load_bfcl(FIXTURES / "v3", "en", ["simple"])
     assert [it.id for it in items] == ["simple_0", "simple_1"]
-    with pytest.raises(RaypipeError, match="no question file for multiple_function"):
+    with pytest.raises(RaypipeError, match="unknown BFCL v3 categories"):
         load_bfcl(FIXTURES / "v3", "en", ["multiple_function"])
 
 
@@ -80,6 +80,7 @@ def test_reference_calls_score_perfectly_on_every_fixture_layout():
     for layout in ("v1", "v3", "v4"):
         items = load_bfcl(FIXTURES / layout, "en")
         results = {it.id: format_calls(reference_calls(it)) if it.ground_truth else "No." for it in items}
+        results.update({it.id: format_calls([(it.functions[0]["name"], {})]) for it in items if it.kind == "relevance"})
         report = score_results(items, results, "pythonic")
         assert {c: e["accuracy"] for c, e in report["categories"].items()} == {
             c: 1.0 for c in report["categories"]}, layout
@@ -114,7 +115,7 @@ def test_loader_errors_name_file_and_line(tmp_path):
     write_lines(tmp_path / "possible_answer" / q.name, [{"id": "simple_0", "ground_truth": {"f": {"x": 1}}}])
     with pytest.raises(RaypipeError, match=r":1: ground_truth\[0\].f.x must be a list"):
         load_bfcl(tmp_path, "en")
-    with pytest.raises(RaypipeError, match="unknown BFCL categories"):
+    with pytest.raises(RaypipeError, match="unknown BFCL v1 categories"):
         load_bfcl(tmp_path, "en", ["exec_simple"])
 
 
@@ -123,11 +124,21 @@ def test_loader_errors_name_file_and_line(tmp_path):
 
 def test_result_file_names():
     assert result_file_name("simple") == "gorilla_openfunctions_v1_test_simple_result.json"
-    assert category_of_result_file("gorilla_openfunctions_v1_test_parallel_function_result.json") == "parallel_function"
-    assert category_of_result_file("BFCL_v4_simple_python_result.json") == "simple"
-    assert category_of_result_file("BFCL_v3_irrelevance_result.json") == "relevance"
-    assert category_of_result_file("gorilla_openfunctions_v1_test_executable_simple_result.json") is None
-    assert category_of_result_file("notes.txt") is None
+    assert result_file_name("live_relevance", "v4") == "BFCL_v4_live_relevance_result.json"
+    assert result_file_name("simple", "v3") == "BFCL_v3_simple_result.json"
+    with pytest.raises(RaypipeError):
+        result_file_name("simple", "v4")  # V4 calls it simple_python
+    parse = parse_result_file_name
+    assert parse("gorilla_openfunctions_v1_test_parallel_function_result.json")[:3] == ("v1", "parallel_function", True)
+    assert parse("BFCL_v4_simple_python_result.json")[:3] == ("v4", "simple_python", True)
+    assert parse("BFCL_v3_simple_result.json")[:3] == ("v3", "simple", True)  # V3 and V4 kept apart
+    assert parse("BFCL_v4_live_parallel_multiple_result.json")[:3] == ("v4", "live_parallel_multiple", True)
+    assert parse("BFCL_v3_irrelevance_result.json")[:3] == ("v3", "irrelevance", True)
+    assert parse("gorilla_openfunctions_v1_test_executable_simple_result.json")[:3] == ("v1", "executable_simple", False)
+    assert parse("BFCL_v4_multi_turn_base_result.json").reason.startswith("multi-turn")
+    assert parse("BFCL_v4_simple_java_result.json").reason.startswith("Java")
+    assert parse("BFCL_v4_brand_new_result.json").reason == "not a v4 category raypipe knows"
+    assert parse("notes.txt") is None and parse("BFCL_v9_simple_result.json") is None
 
 
 def test_result_files_round_trip(tmp_path):
@@ -142,7 +153,7 @@ def test_result_files_round_trip(tmp_path):
 
 
 def test_result_file_errors(tmp_path):
-    with pytest.raises(RaypipeError, match="no BFCL result files"):
+    with pytest.raises(RaypipeError, match="no BFCL result files raypipe scores"):
         read_result_files(tmp_path)
     path = write_lines(tmp_path / result_file_name("simple"), [{"id": "simple_0", "result": "x"}, {"id": "simple_0", "result": "y"}])
     with pytest.raises(RaypipeError, match=rf"{path}:2: duplicate id 'simple_0'"):

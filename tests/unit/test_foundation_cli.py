@@ -5,7 +5,7 @@ import pytest
 
 from raypipe.cli import build_parser, main
 from raypipe.data import IF_JSONL, SAMPLES_JSONL, SOURCES_DIR
-from raypipe.registry import all_commands
+from raypipe.commands import all_commands
 
 pytestmark = pytest.mark.unit
 
@@ -63,7 +63,8 @@ def test_convert_exits_nonzero_only_with_strict(tmp_path, capsys):
     good = str(SOURCES_DIR / "xlam.json")
     assert main(["convert", "--from", "xlam", good, "--out", str(tmp_path / "c"), "--strict",
                  "--output", "jsonl"]) == 0
-    assert len((tmp_path / "c" / "data" / "part-00000-00000.jsonl").read_text().splitlines()) == 8
+    (shard,) = (tmp_path / "c" / "data").glob("*-00000-d00000.jsonl")
+    assert len(shard.read_text().splitlines()) == 8
 
 
 def test_validate_prints_every_problem_with_file_line_and_path(capsys):

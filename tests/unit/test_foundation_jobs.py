@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from raypipe.jobs import load_job
-from raypipe.registry import all_steps
+from raypipe.commands import all_steps
 
 pytestmark = pytest.mark.unit
 

@@ -130,6 +130,10 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     check_run_meta(tmp_path, dict(meta))  # same settings: fine
     with pytest.raises(RaypipeError, match="model: 'm1' -> 'm2'"):
         check_run_meta(tmp_path, {**meta, "model": "m2"})
+    # a run.json of an older raypipe without `version`/`endpoint` resumes; a recorded one must match
+    check_run_meta(tmp_path, {**meta, "version": "v1", "endpoint": None})
+    with pytest.raises(RaypipeError, match="version: 'v1' -> 'v4'"):
+        check_run_meta(tmp_path, {**meta, "version": "v4"})
 
 
 def test_vllm_refuses_an_adapter_that_added_tokens(tmp_path):

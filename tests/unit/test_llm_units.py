@@ -9,7 +9,6 @@ from raypipe.config import ConfigError, load_config
 from raypipe.llm import LLMConfig, RequestCache, cache_key, parse_json_answer
 from raypipe.llm.client import classify
 from raypipe.llm.limiter import RateSchedule
-from raypipe.llm.store import StageStore
 
 pytestmark = pytest.mark.unit
 
@@ -139,19 +138,6 @@ def test_classify_statuses():
     assert classify(json.JSONDecodeError("x", "d", 0))[0] == "retry"
 
 
-def test_store_markers_and_orphans(tmp_path):
-    import pyarrow as pa
-
-    store = StageStore(str(tmp_path / "out"))
-    store.write_batch(["a", "b"], pa.table({"id": ["a", "b"]}), None, {"completed": 2})
-    (tmp_path / "out" / "data" / "part-orphan.parquet").write_bytes(b"x")
-    (tmp_path / "out" / "data" / ".tmp-123").write_bytes(b"x")
-    markers = store.read_markers()
-    assert [m["ids"] for m in markers] == [["a", "b"]]
-    assert store.remove_orphans(markers) == 2
-    assert len(os.listdir(tmp_path / "out" / "data")) == 1
-
-
 def test_cache_through_a_filesystem_uri(tmp_path):
     cache = RequestCache(f"file://{tmp_path}/uri-cache")
     cache.put("cd" * 32, {"text": "via uri"})
@@ -159,19 +145,17 @@ def test_cache_through_a_filesystem_uri(tmp_path):
     assert (tmp_path / "uri-cache" / "cd" / f"{'cd' * 32}.json").exists()
 
 
-def test_summary_counts_add_up_over_runs_and_progress_line():
-    from raypipe.llm.runner import Progress, summarize
+def test_record_totals_and_the_progress_line():
+    from raypipe.io.dataset import sum_records
+    from raypipe.llm.executor import Progress
 
-    markers = [
-        {"ids": ["a", "b"], "completed": 1, "rejected": 1, "rows_out": 1, "requests": 3,
-         "cost_usd": 0.5, "reasons": {"parse error": 1}},
-        {"ids": ["c"], "completed": 1, "rejected": 0, "rows_out": 2, "requests": 1,
-         "cost_usd": 0.25, "reasons": {}},
+    records = [
+        {"rows": 1, "rejected": 1, "settled": 2, "completed": 1, "reasons": {"parse error": 1}},
+        {"rows": 2, "rejected": 0, "settled": 1, "completed": 1, "reasons": {}},
     ]
-    s = summarize(markers, rows_in=4, stage="x", llm=LLMConfig())
-    assert (s["completed"], s["rejected"], s["pending"]) == (2, 1, 1)
-    assert s["rows_in"] == s["completed"] + s["rejected"] + s["pending"]
-    assert s["reject_reasons"] == {"parse error": 1} and s["cost_usd"] == 0.75
+    totals = sum_records(records)
+    assert (totals["completed"], totals["rejected"], totals["settled"], totals["rows"]) == (2, 1, 3, 3)
+    assert totals["reasons"] == {"parse error": 1}
     lines = []
     progress = Progress("x", LLMConfig(progress_interval_s=0.0001), lines.append)
     progress.add({"rows": 2, "completed": 1, "rejected": 1, "requests": 3, "prompt_tokens": 10,
@@ -179,9 +163,22 @@ def test_summary_counts_add_up_over_runs_and_progress_line():
     import time
 
     time.sleep(0.001)
-    progress.add({"rows": 1, "completed": 1, "requests": 1, "skipped": 1})
-    assert lines and "rows 3 done (1 rejected, 1 resumed)" in lines[-1] and "$0.5000" in lines[-1]
+    progress.add({"rows": 1, "completed": 1, "requests": 1, "skipped": 1, "pending": 1})
+    assert lines and "rows 3 done (1 rejected, 1 pending, 1 resumed)" in lines[-1] and "$0.5000" in lines[-1]
     assert "req/s" in lines[-1] and "tok/s" in lines[-1]
+
+
+def test_the_error_rate_rule_is_job_wide_and_names_the_top_reasons():
+    import json as _json
+
+    from raypipe.errors import FatalJobError
+    from raypipe.llm.executor import Progress
+
+    progress = Progress("x", LLMConfig(progress_interval_s=0, min_rows_for_error_rate=10, max_error_rate=0.5), print)
+    progress.add({"rows": 8, "completed": 5, "rejected": 3, "reasons": _json.dumps({"parse error": 3})})
+    with pytest.raises(FatalJobError, match=r"8 of 14 rows rejected .*parse error x8.*last: http error: HTTP 422"):
+        progress.add({"rows": 6, "completed": 1, "rejected": 5, "last_reason": "http error: HTTP 422",
+                       "reasons": _json.dumps({"parse error": 5})})
 
 
 def test_cli_cache_stats_and_bench_rejects_unknown_scenario(tmp_path, capsys):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from raypipe.llm import RowError
+from raypipe.llm import Completion, LLMClient, LLMConfig, RowError
 from raypipe.schema import Message, ToolCall
 from raypipe.synth.agents import checked_assistant_turn, simulate_results
 
@@ -15,18 +15,19 @@ SPEC = {"name": "get_weather", "parameters": {"type": "object", "properties": {
     "location": {"type": "string"}}, "required": ["location"]}}
 
 
-class ScriptedClient:
+class ScriptedClient(LLMClient):
+    """The real client's re-ask logic (`ask`, `chat_json`) over scripted answers instead of HTTP."""
+
     def __init__(self, answers):
+        super().__init__(LLMConfig(max_reasks=0))
         self.answers = list(answers)
         self.prompts = []
 
-    async def chat_json(self, messages, validate=None, **params):
+    async def chat(self, messages, **params):
         self.prompts.append(messages)
         answer = self.answers.pop(0)
         obj = answer(messages) if callable(answer) else answer
-        if validate is not None:
-            validate(obj)
-        return obj
+        return Completion(json.dumps(obj), {"prompt_tokens": 0, "completion_tokens": 0})
 
 
 def run(coro):
@@ -76,5 +77,5 @@ def test_tool_results_follow_call_order_and_ids():
     out = run(simulate_results(client, [SPEC], [Message("user", "w")], calls))
     assert [(m.role, m.name, m.tool_call_id, json.loads(m.content)) for m in out] == [
         ("tool", "get_weather", "c0", {"city": "Oslo"}), ("tool", "get_weather", "c1", {"city": "Rome"})]
-    with pytest.raises(ValueError, match="result"):
+    with pytest.raises(RowError, match="result"):
         run(simulate_results(ScriptedClient([{"nope": 1}]), [SPEC], [], calls[:1]))

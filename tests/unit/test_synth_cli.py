@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from raypipe.cli import main
-from raypipe.registry import all_steps
+from raypipe.commands import all_steps
 
 pytestmark = pytest.mark.unit
 

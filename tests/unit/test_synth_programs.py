@@ -8,6 +8,8 @@ import pytest
 
 from raypipe.llm.errors import RowError
 from raypipe.schema import Message, Sample, ToolCall
+from raypipe.stages.reasoning import ReasoningStage
+from raypipe.stages.translate import TranslateStage
 from raypipe.synth import engine, reasoning, translate
 
 pytestmark = pytest.mark.unit
@@ -46,7 +48,7 @@ def run(program, sample, client):
 
 
 def test_reasoning_program_attaches_reason_and_tags_failures_with_the_turn():
-    program = reasoning.reasoning_program(reasoning.ReasoningConfig(inputs=["x"], out="o"))
+    program = ReasoningStage(reasoning.ReasoningConfig(inputs=["x"], out="o")).program
     out = Sample.from_row(run(program, fc(), FakeClient({"reason": "The user wants the time, so get_time with Paris."})))
     assert out.messages[1].reasoning.startswith("The user wants") and out.lineage[-1].parent_id == fc().id
     with pytest.raises(RowError, match=r"^validation error: the reason names none .* \[turn messages\[1\]\]$"):
@@ -57,14 +59,14 @@ def test_programs_reject_invalid_or_unusable_inputs_before_any_request():
     bad = fc()
     bad.messages[1].tool_calls[0].arguments = {"town": "Paris"}
     client = FakeClient()
-    r_prog = reasoning.reasoning_program(reasoning.ReasoningConfig(inputs=["x"], out="o"))
-    t_prog = translate.translate_program(translate.TranslateConfig(inputs=["x"], out="o"))
+    r_prog = ReasoningStage(reasoning.ReasoningConfig(inputs=["x"], out="o")).program
+    t_prog = TranslateStage(translate.TranslateConfig(inputs=["x"], out="o")).program
     for prog in (r_prog, t_prog):
         with pytest.raises(RowError, match="input sample is invalid: messages\\[1\\].tool_calls\\[0\\].arguments"):
             run(prog, bad, client)
     no_call = Sample(functions=[], messages=[Message("user", "hi"), Message("assistant", "hello")])
     assert run(r_prog, no_call, client) == no_call.to_row()  # passes through by default
-    strict = reasoning.reasoning_program(reasoning.ReasoningConfig(inputs=["x"], out="o", keep_without_calls=False))
+    strict = ReasoningStage(reasoning.ReasoningConfig(inputs=["x"], out="o", keep_without_calls=False)).program
     with pytest.raises(RowError, match="^no tool calls"):
         run(strict, no_call, client)
     zh = fc()
@@ -77,7 +79,7 @@ def test_programs_reject_invalid_or_unusable_inputs_before_any_request():
 def test_reasoning_program_passes_fully_explained_samples_through_unchanged():
     s = fc()
     s.messages[1].reasoning = "already"
-    program = reasoning.reasoning_program(reasoning.ReasoningConfig(inputs=["x"], out="o"))
+    program = ReasoningStage(reasoning.ReasoningConfig(inputs=["x"], out="o")).program
     client = FakeClient()
     assert run(program, s, client) == s.to_row() and client.requests == []
 
@@ -91,12 +93,12 @@ def test_translate_program_joins_chunks_in_order_and_checks_the_output_sample():
 
     user = {"role": "user", "content": "現在 New York 幾點？"}
     call = {"role": "assistant", "content": None, "tool_calls": [{"name": "get_time", "arguments": {"city": "紐約"}}]}
-    out = Sample.from_row(run(translate.translate_program(cfg), s, FakeClient(answer(user), answer(call))))
+    out = Sample.from_row(run(TranslateStage(cfg).program, s, FakeClient(answer(user), answer(call))))
     assert out.messages[0].content == "現在 New York 幾點？" and out.messages[1].tool_calls[0].arguments == {"city": "紐約"}
     assert out.functions == s.functions and out.lang == "zh-TW"
     bad_call = {**call, "tool_calls": [{"name": "get_time", "arguments": {"city": 3}}]}
     with pytest.raises(RowError, match=r"arguments.city: must stay a non-empty string .*\[turns 1..1\]$"):
-        run(translate.translate_program(cfg), s, FakeClient(answer(user), answer(bad_call)))
+        run(TranslateStage(cfg).program, s, FakeClient(answer(user), answer(bad_call)))
 
 
 def test_checked_lists_every_problem_for_the_reask():

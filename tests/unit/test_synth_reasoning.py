@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from raypipe.stages.reasoning import ReasoningStage
+
 from raypipe.schema import Message, Sample, ToolCall
 from raypipe.synth import reasoning
 
@@ -124,10 +126,11 @@ def test_with_reasons_attaches_to_turns_and_records_lineage():
 
 
 def test_dry_run_requests_one_per_unexplained_call_turn():
-    requests_of = reasoning.reasoning_requests(reasoning.ReasoningConfig(inputs=["x"], out="o"))
+    requests_of = (lambda s: ReasoningStage(reasoning.ReasoningConfig(inputs=["x"], out="o")).requests(s.to_row()))
     s = sample()
     reqs = requests_of(s)
-    assert len(reqs) == 2 and reqs[1] == reasoning.build_reasoning_messages(s, 6)
+    # stages see rows (specs stored as canonical JSON): compare with the row's own rendering
+    assert len(reqs) == 2 and reqs[1] == reasoning.build_reasoning_messages(Sample.from_row(s.to_row()), 6)
     s.messages[2].reasoning = "done"
     assert len(requests_of(s)) == 1
     no_calls = Sample(functions=[], messages=[Message("user", "hi"), Message("assistant", "hello")])

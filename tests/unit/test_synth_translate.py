@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from raypipe.stages.translate import TranslateStage
+
 from raypipe.schema import Message, Sample, ToolCall
 from raypipe.synth import translate
 from raypipe.synth.translate import check_translation, get_language
@@ -182,10 +184,10 @@ def test_languages():
 
 def test_dry_run_requests_one_per_chunk_and_none_for_samples_already_translated():
     cfg = translate.TranslateConfig(inputs=["x"], out="o", max_chunk_chars=10**6)
-    requests_of = translate.translate_requests(cfg)
+    requests_of = (lambda s: TranslateStage(cfg).requests(s.to_row()))
     s = sample()
     assert len(requests_of(s)) == 1
     small = translate.TranslateConfig(inputs=["x"], out="o", max_chunk_chars=1)
-    assert len(translate.translate_requests(small)(s)) == len(s.messages)
+    assert len((lambda s: TranslateStage(small).requests(s.to_row()))(s)) == len(s.messages)
     s.lang = "zh-TW"
     assert requests_of(s) == []

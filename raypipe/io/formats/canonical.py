@@ -1,11 +1,13 @@
-"""raypipe's own format: `Sample.to_dict()` JSON Lines or `Sample.to_row()` Parquet rows."""
+"""raypipe's own format: `Sample.to_dict()` JSON Lines or `Sample.to_row()` Parquet rows.
+
+A canonical row is checked for shape (every field of the type the schema holds) and its id
+against its content (`raypipe.schema.id_problem`) before it is trusted.
+"""
 
 from __future__ import annotations
 
-import json
-
-from raypipe.io.formats import ConversionError, SourceContext
-from raypipe.schema import SCHEMA_VERSION, Sample
+from raypipe.io.formats.base import ConversionError, SourceContext
+from raypipe.schema import SCHEMA_VERSION, Sample, id_problem, shape_problems
 
 
 def convert(record: dict, ctx: SourceContext) -> Sample:
@@ -17,8 +19,14 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
             sample = Sample.from_row(record)
         else:
             sample = Sample.from_dict(record)
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # ValueError: bad JSON inside
         raise ConversionError(f"not a canonical sample: {type(exc).__name__}: {exc}") from None
+    problems = shape_problems(sample)
+    if problems:
+        raise ConversionError("; ".join(f"{path}: {msg}" for path, msg in problems))
+    problem = id_problem(sample)
+    if problem:
+        raise ConversionError(problem)
     if ctx.lang:
         sample.lang = ctx.lang
     return sample

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import re
 
-from raypipe.io.formats import ConversionError, SourceContext, require
+from raypipe import safejson
+from raypipe.io.formats.base import ConversionError, SourceContext, decode_arguments, lang_for, require
 from raypipe.schema import Message, Sample, ToolCall
 
 _PREAMBLE = re.compile(r"^SYSTEM:\s*", re.S)
@@ -53,32 +54,21 @@ def parse_system(system: str) -> tuple[str | None, list[dict]]:
     return (None if standard or not before else before), functions
 
 
-def parse_call(text: str, where: str) -> ToolCall:
+def parse_call(text: str, where: str, ctx: SourceContext | None = None) -> ToolCall:
     body = text.strip()
     try:
-        obj = json.loads(body)
-        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
-            args = obj.get("arguments") or {}
-            if isinstance(args, str):
-                args = json.loads(args)
-            if not isinstance(args, dict):
-                raise ConversionError(f"{where}: arguments are not an object")
-            return ToolCall(obj["name"], args)
-    except json.JSONDecodeError:
-        pass
+        obj = safejson.loads(body)
+    except ValueError:  # not JSON (the <functioncall> form below), or hostile JSON
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("name"), str):
+        return ToolCall(obj["name"], decode_arguments(obj.get("arguments"), f"{where}: arguments", ctx))
     name = _CALL_NAME.search(body)
     args_match = _CALL_ARGS.search(body)
     if not name:
         raise ConversionError(f"{where}: <functioncall> has no name")
     if not args_match:
         raise ConversionError(f"{where}: <functioncall> arguments not found")
-    try:
-        args = json.loads(args_match.group(1))
-    except json.JSONDecodeError as exc:
-        raise ConversionError(f"{where}: <functioncall> arguments are not valid JSON ({exc.msg})") from None
-    if not isinstance(args, dict):
-        raise ConversionError(f"{where}: <functioncall> arguments are not an object")
-    return ToolCall(name.group(1), args)
+    return ToolCall(name.group(1), decode_arguments(args_match.group(1), f"{where}: <functioncall> arguments", ctx))
 
 
 def convert(record: dict, ctx: SourceContext) -> Sample:
@@ -100,11 +90,11 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
             text = text.replace(_END, "").strip()
             if "<functioncall>" in text:
                 before, call_text = text.split("<functioncall>", 1)
-                call = parse_call(call_text, where)
+                call = parse_call(call_text, where, ctx)
                 last_call = call.name
                 messages.append(Message("assistant", before.strip() or None, tool_calls=[call]))
             else:
                 messages.append(Message("assistant", text))
     if not messages or all(m.role == "system" for m in messages):
         raise ConversionError("chat: no USER/ASSISTANT turns found")
-    return Sample(functions=functions, messages=messages, source=ctx.source, lang=ctx.lang or "en")
+    return Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages))

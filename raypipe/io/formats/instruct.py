@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from raypipe.io.formats import ConversionError, SourceContext, require
+from raypipe.io.formats.base import ConversionError, SourceContext, lang_for, require
 from raypipe.schema import Message, Sample
 
 
@@ -22,4 +22,4 @@ def convert_openorca(record: dict, ctx: SourceContext) -> Sample:
     messages = ([Message("system", system)] if system.strip() else []) + [
         Message("user", question), Message("assistant", response)]
     meta = {"source_id": record["id"]} if record.get("id") is not None else {}
-    return Sample(functions=[], messages=messages, source=ctx.source, lang=ctx.lang or "en", meta=meta)
+    return Sample(functions=[], messages=messages, source=ctx.source, lang=lang_for(ctx, messages), meta=meta)

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from raypipe.io.formats import ConversionError, SourceContext, parse_json_field, require
+from raypipe.io.formats.base import ConversionError, restore_exported, SourceContext, decode_arguments, lang_for, parse_json_field, require
 from raypipe.schema import Message, Sample, ToolCall
+
+
+_KEPT_OPTIONS = ("parallel_tool_calls", "tool_choice")
 
 
 def unwrap_tool(spec: Any, where: str) -> dict:
@@ -39,20 +42,21 @@ def _content(value: Any, where: str) -> str | None:
     raise ConversionError(f"{where}: expected a string, got {type(value).__name__}")
 
 
-def _call(raw: Any, where: str) -> ToolCall:
+def _call(raw: Any, where: str, ctx: SourceContext) -> ToolCall:
     if not isinstance(raw, dict):
         raise ConversionError(f"{where}: expected an object, got {type(raw).__name__}")
     fn = raw.get("function", raw)  # tool_calls nest under "function"; legacy function_call does not
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise ConversionError(f"{where}.function.name: missing")
-    args = parse_json_field(fn.get("arguments") or {}, f"{where}.function.arguments")
-    if not isinstance(args, dict):
-        raise ConversionError(f"{where}.function.arguments: expected an object, got {type(args).__name__}")
+    args = decode_arguments(fn.get("arguments"), f"{where}.function.arguments", ctx)
     return ToolCall(name=fn["name"], arguments=args, id=raw.get("id"))
 
 
 def convert(record: dict, ctx: SourceContext) -> Sample:
-    raw_messages = require(record, "messages", list)
+    # HF datasets often store the nested columns as JSON strings
+    raw_messages = parse_json_field(require(record, "messages", (list, str)), "messages")
+    if not isinstance(raw_messages, list):
+        raise ConversionError(f"messages: expected a list, got {type(raw_messages).__name__}")
     tools = record.get("tools") or record.get("functions") or []
     tools = parse_json_field(tools, "tools")
     if not isinstance(tools, list):
@@ -70,7 +74,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
         content = _content(m.get("content"), f"{where}.content")
         if role == "assistant":
             raw_calls = m.get("tool_calls") or ([m["function_call"]] if m.get("function_call") else [])
-            calls = [_call(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(raw_calls)]
+            calls = [_call(c, f"{where}.tool_calls[{j}]", ctx) for j, c in enumerate(raw_calls)]
             names_by_call_id.update({c.id: c.name for c in calls if c.id})
             last_calls = calls
             messages.append(Message("assistant", content, tool_calls=calls,
@@ -85,7 +89,10 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
             messages.append(Message("system" if role == "developer" else role, content))
         else:
             raise ConversionError(f"{where}.role: unknown role {role!r}")
-    meta = {}
+    meta: dict[str, Any] = {}
     if record.get("id") is not None:
         meta["source_id"] = record["id"]
-    return Sample(functions=functions, messages=messages, source=ctx.source, lang=ctx.lang or "en", meta=meta)
+    # request options that travel with the rows (OpenAI fine-tuning files: parallel_tool_calls)
+    meta.update({k: v for k, v in record.items() if k in _KEPT_OPTIONS and v is not None})
+    sample = Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages), meta=meta)
+    return restore_exported(sample, record, ctx)

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 
-from raypipe.io.formats import ConversionError, SourceContext, name_and_arguments_call, parse_json_field, require
+from raypipe import safejson
+from raypipe.io.formats.base import (
+    ConversionError, SourceContext, lang_for, name_and_arguments_call, parse_json_field, require, restore_exported,
+)
 from raypipe.io.formats.openai_chat import unwrap_tool
 from raypipe.schema import Message, Sample, ToolCall
 
@@ -23,7 +26,9 @@ _ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "ass
 
 
 def convert(record: dict, ctx: SourceContext) -> Sample:
-    turns = require(record, "conversations", list)
+    turns = parse_json_field(require(record, "conversations", (list, str)), "conversations")
+    if not isinstance(turns, list):
+        raise ConversionError(f"conversations: expected a list, got {type(turns).__name__}")
     tools = parse_json_field(record.get("tools") or [], "tools")
     if not isinstance(tools, list):
         raise ConversionError("tools: expected a list")
@@ -43,7 +48,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
         if role == "calls":
             raw = parse_json_field(value, f"{where}.value")
             raw_calls = raw if isinstance(raw, list) else [raw]
-            calls = [name_and_arguments_call(c, f"{where}.value[{j}]") for j, c in enumerate(raw_calls)]
+            calls = [name_and_arguments_call(c, f"{where}.value[{j}]", ctx) for j, c in enumerate(raw_calls)]
             pending = list(calls)
             messages.append(Message("assistant", None, tool_calls=calls))
         elif role == "tool":
@@ -53,13 +58,14 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
                 messages.append(Message("tool", result, name=name))
         else:
             messages.append(Message(role, value))
-    return Sample(functions=functions, messages=messages, source=ctx.source, lang=ctx.lang or "en")
+    sample = Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages))
+    return restore_exported(sample, record, ctx)
 
 
 def _split_results(value: str, n_pending: int) -> list[str]:
     if n_pending > 1:
         try:
-            parsed = json.loads(value)
+            parsed = safejson.loads(value)
         except json.JSONDecodeError:
             parsed = None
         if isinstance(parsed, list) and len(parsed) == n_pending:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from raypipe.io.formats import ConversionError, SourceContext, name_and_arguments_call, parse_json_field, require
+from raypipe.io.formats.base import ConversionError, SourceContext, lang_for, name_and_arguments_call, parse_json_field, require
 from raypipe.schema import Message, Sample
 
 _SCALARS = {
@@ -75,7 +75,7 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
     if not isinstance(answers, list):
         raise ConversionError("answers: expected a list")
     functions = [tool_to_spec(t, f"tools[{i}]") for i, t in enumerate(tools)]
-    calls = [name_and_arguments_call(a, f"answers[{i}]") for i, a in enumerate(answers)]
+    calls = [name_and_arguments_call(a, f"answers[{i}]", ctx) for i, a in enumerate(answers)]
     messages = [Message("user", query)]
     meta: dict[str, Any] = {}
     if calls:
@@ -84,4 +84,4 @@ def convert(record: dict, ctx: SourceContext) -> Sample:
         meta["expected_no_call"] = True
     if record.get("id") is not None:
         meta["source_id"] = record["id"]
-    return Sample(functions=functions, messages=messages, source=ctx.source, lang=ctx.lang or "en", meta=meta)
+    return Sample(functions=functions, messages=messages, source=ctx.source, lang=lang_for(ctx, messages), meta=meta)
