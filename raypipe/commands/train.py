@@ -76,6 +76,7 @@ def _add_bench(p) -> None:
     p.add_argument("--micro-batch", type=int, default=4, help="samples per padded micro-batch")
     p.add_argument("--packed-micro-batch", type=int, default=1, help="packed rows per packed micro-batch")
     p.add_argument("--seq-len", type=int, default=2048, help="packed row length (and the longest sample kept)")
+    p.add_argument("--repeats", type=int, default=1, help="alternate packed and padded runs N times, report medians")
     p.add_argument("--workers", type=int, default=0, help="Ray Train workers for the recipe (0: in process)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
@@ -94,7 +95,7 @@ def _run_bench(args) -> int:
         init_ray(RayConfig())
     result = bench_train(
         args.out, steps=args.steps, micro_batch=args.micro_batch, packed_micro_batch=args.packed_micro_batch,
-        seq_len=args.seq_len, workers=args.workers, hidden=args.hidden, layers=args.layers,
+        seq_len=args.seq_len, workers=args.workers, hidden=args.hidden, layers=args.layers, repeats=args.repeats,
     )
     if args.json:
         print(json.dumps(result))

@@ -21,18 +21,22 @@ from typing import Any
 def bench_train(
     out_dir: str, *, steps: int = 20, micro_batch: int = 4, packed_micro_batch: int = 1, seq_len: int = 2048,
     workers: int = 0, hidden: int = 64, layers: int = 2, fmt_name: str = "tools-dt", data: list[str] | None = None,
+    repeats: int = 1,
 ) -> dict[str, Any]:
+    """`repeats` > 1 alternates packed and padded runs and reports the median of each (a shared
+    machine's load changes between runs; the median of alternating runs is the fairer ratio)."""
     from raypipe.data import IF_JSONL, SAMPLES_JSONL
 
     paths = data or [str(SAMPLES_JSONL), str(IF_JSONL)]
     out = Path(out_dir)
     world = max(workers, 1)
-    runs = {}
-    for mode, micro in (("packed", packed_micro_batch), ("padded", micro_batch)):
-        runs[mode] = _recipe_run(out / mode, paths, mode == "packed", micro, world, workers, steps, seq_len,
-                                 hidden, layers, fmt_name)
-    plain_tps = plain_loop_tokens_per_s(out / "padded", paths, fmt_name, steps, micro_batch, seq_len)
-    packed, padded = runs["packed"], runs["padded"]
+    runs: dict[str, list[dict]] = {"packed": [], "padded": []}
+    for i in range(repeats):
+        for mode, micro in (("packed", packed_micro_batch), ("padded", micro_batch)):
+            runs[mode].append(_recipe_run(out / f"{mode}-{i}", paths, mode == "packed", micro, world, workers,
+                                          steps, seq_len, hidden, layers, fmt_name))
+    plain_tps = plain_loop_tokens_per_s(out / "padded-0", paths, fmt_name, steps, micro_batch, seq_len)
+    packed, padded = _median(runs["packed"]), _median(runs["padded"])
     return {
         "model": {"hidden": hidden, "layers": layers, "base": packed["base"]},
         "data": paths, "steps": steps, "workers": world, "seq_len": seq_len,
@@ -79,6 +83,12 @@ def _recipe_run(out: Path, paths: list[str], pack: bool, micro: int, world: int,
         "samples_per_step": round(_samples_per_step(out, summary, micro * world), 2),
         "steps": len(timed), "base": summary["base_model"],
     }
+
+
+def _median(runs: list[dict]) -> dict[str, Any]:
+    """The run with the median tokens/s, with every run's figure beside it."""
+    ordered = sorted(runs, key=lambda r: r["real_tokens_per_s_per_worker"])
+    return {**ordered[len(ordered) // 2], "all_runs": [r["real_tokens_per_s_per_worker"] for r in runs]}
 
 
 def _samples_per_step(out: Path, summary: dict, units_per_step: int) -> float:
