@@ -1,14 +1,14 @@
 """Where a recipe runs: under Ray Train (N workers) or alone in this process.
 
-The recipe asks its session for rank, world size, data, the checkpoint to resume from, and
-hands it metrics + checkpoints. Two small classes, same methods; nothing else differs.
+The recipe asks its session for rank, world size, device, the checkpoint to resume from, and
+hands it metrics + checkpoints. Two small classes, same methods; nothing else differs (the data
+each rank trains on comes from the plan, `raypipe.train.plan`, the same way in both).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import socket
 from pathlib import Path
@@ -94,19 +94,6 @@ class RaySession:
         if checkpoint_dir:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    def epoch_rows(self, epoch: int, micro_batch: int, seed: int) -> Iterator[dict]:
-        import ray.train
-
-        shard = ray.train.get_dataset_shard("train")
-        for batch in shard.iter_batches(
-            batch_size=micro_batch,
-            batch_format="numpy",
-            drop_last=True,
-            local_shuffle_buffer_size=micro_batch * 16,
-            local_shuffle_seed=seed + epoch,
-        ):
-            yield from _numpy_batch_rows(batch)
-
 
 class LocalSession:
     """The recipe alone in this process: one rank, checkpoints kept under `run_dir/checkpoints`."""
@@ -115,9 +102,8 @@ class LocalSession:
     rank = 0
     world_size = 1
 
-    def __init__(self, run_dir: str, rows: list[dict], keep: int = 2) -> None:
+    def __init__(self, run_dir: str, keep: int = 2) -> None:
         self.run_dir = Path(run_dir)
-        self.rows = rows
         self.keep = keep
         self.device = _device()
 
@@ -145,18 +131,6 @@ class LocalSession:
     def latest_checkpoint(self) -> str | None:
         found = self._checkpoints()
         return str(found[-1]) if found else None
-
-    def epoch_rows(self, epoch: int, micro_batch: int, seed: int) -> Iterator[dict]:
-        order = list(range(len(self.rows)))
-        random.Random(seed + epoch).shuffle(order)
-        for i in order:
-            yield self.rows[i]
-
-
-def _numpy_batch_rows(batch: dict) -> Iterator[dict]:
-    keys = list(batch)
-    for i in range(len(batch[keys[0]])):
-        yield {k: batch[k][i] for k in keys}
 
 
 def _device():
