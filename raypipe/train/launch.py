@@ -264,7 +264,7 @@ def build_tiny_model(cfg: TrainConfig, fmt, out: Path) -> Path:
     """A tiny random Llama whose tokenizer is trained on the run's own data (CPU demos, tests)."""
     import torch
 
-    from raypipe.testing.tiny import make_tiny_model, make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_model, make_tiny_tokenizer
 
     base = out / "base"
     if (base / "config.json").exists():  # a resumed run must train the same random model

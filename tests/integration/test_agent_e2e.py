@@ -14,7 +14,7 @@ import pytest
 
 from raypipe.agent.runner import EvalAgentConfig, run_eval_agent
 from raypipe.cli import main
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 
 os.environ["RAYPIPE_TEST_AGENT_KEY"] = "sk-test-agent-0000"  # before the session's ray.init
 RETAIL = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "tau2-retail"

@@ -18,8 +18,8 @@ import pytest
 from raypipe.data import SAMPLES_JSONL
 from raypipe.io.dataset import DATA, REJECTS, read_committed
 from raypipe.llm.limiter import LATE_SLOT_S, NAMESPACE, limiter_name
-from raypipe.testing.responders import reasoning_responder
-from raypipe.testing.server import TAG_HEADER, MockLLMServer
+from raypipe.mockllm.responders import reasoning_responder
+from raypipe.mockllm.server import TAG_HEADER, MockLLMServer
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from raypipe.errors import FatalJobError
 from raypipe.llm import LLMClient, LLMConfig, RowError, TransientError
 from raypipe.llm.limiter import LocalLimiter
-from raypipe.testing.responders import fail_when, json_responder, reask_aware
-from raypipe.testing.server import FaultConfig, MockLLMServer
+from raypipe.mockllm.responders import fail_when, json_responder, reask_aware
+from raypipe.mockllm.server import FaultConfig, MockLLMServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from ray import cloudpickle
 
 from raypipe.llm import LLMConfig, run_llm_stage
 from raypipe.llm.limiter import NAMESPACE, START_PAUSE_S, get_or_create_limiter, limiter_name
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ def fail_here(*args, **kwargs):
 @pytest.fixture
 def tokenizer(tmp_path):
     from raypipe.templates import add_special_tokens, render
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
 
     tok = make_tiny_tokenizer([render(s, "tools-dt") for s in first_call_samples(4)] * 3, vocab_size=400)
     add_special_tokens(tok, "tools-dt")

@@ -16,7 +16,7 @@ def tiny():
     from raypipe.data import IF_JSONL
     from raypipe.io import read_sample_file
     from raypipe.templates import add_special_tokens, render, tokenize_sample
-    from raypipe.testing.tiny import make_tiny_model, make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_model, make_tiny_tokenizer
 
     samples = first_call_samples(3) + list(read_sample_file(str(IF_JSONL)))[:2]
     tok = make_tiny_tokenizer([render(s, "tools-dt") for s in samples], vocab_size=400)

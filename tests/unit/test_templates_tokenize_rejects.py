@@ -11,7 +11,7 @@ from raypipe.schema import Message, Sample, ToolCall
 from raypipe.templates import IGNORE_INDEX, add_special_tokens, render
 from raypipe.templates.tokenize import PairMismatch, empty_target, tokenize_pair
 from raypipe.templates.tokenize_stage import TokenizeStage
-from raypipe.testing.tiny import make_tiny_tokenizer
+from raypipe.tiny import make_tiny_tokenizer
 
 pytestmark = pytest.mark.unit
 

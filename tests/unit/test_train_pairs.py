@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 from raypipe.schema import Message, Sample, ToolCall  # noqa: E402
 from raypipe.templates import add_special_tokens, render  # noqa: E402
 from raypipe.templates.tokenize import tokenize_pair  # noqa: E402
-from raypipe.testing.tiny import make_tiny_model, make_tiny_tokenizer  # noqa: E402
+from raypipe.tiny import make_tiny_model, make_tiny_tokenizer  # noqa: E402
 from raypipe.train.losses import mdpo_batch_loss  # noqa: E402
 from raypipe.train.mdpo import pair_batch  # noqa: E402
 

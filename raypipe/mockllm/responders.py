@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from raypipe.testing.server import ResponderError, echo_responder
+from raypipe.mockllm.server import ResponderError, echo_responder
 
 __all__ = ["ResponderError", "echo_responder", "json_responder", "last_user_message",
            "reask_aware", "fail_when", "tool_call_responder", "reasoning_responder"]
