@@ -13,6 +13,7 @@ is checked before anything runs, and every problem is reported at once.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -149,18 +150,23 @@ def init_ray(ray_config: RayConfig, address_override: str | None = None) -> None
     from raypipe.console import quiet_ray, quiet_ray_startup, ray_logging_level
 
     quiet_ray_startup()
+    joined = bool(address or os.environ.get("RAY_ADDRESS"))  # `ray job submit` sets RAY_ADDRESS
     if address:
         ray.init(address=address, log_to_driver=True, logging_level=ray_logging_level())
-        quiet_ray()
-        return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
-                              "logging_level": ray_logging_level()}
-    if ray_config.num_cpus is not None:
-        kwargs["num_cpus"] = ray_config.num_cpus
-    if ray_config.object_store_memory_mb is not None:
-        kwargs["object_store_memory"] = ray_config.object_store_memory_mb * 1024 * 1024
-    ray.init(**kwargs)
+    else:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
+                                  "logging_level": ray_logging_level()}
+        if ray_config.num_cpus is not None:
+            kwargs["num_cpus"] = ray_config.num_cpus
+        if ray_config.object_store_memory_mb is not None:
+            kwargs["object_store_memory"] = ray_config.object_store_memory_mb * 1024 * 1024
+        ray.init(**kwargs)
     quiet_ray()
+    # One line instead of Ray's start-up notices: where this job runs.
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    cpus, gpus = ray.cluster_resources().get("CPU", 0), ray.cluster_resources().get("GPU", 0)
+    where = f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}" if joined else "started a local Ray"
+    print(f"[raypipe] {where}: {nodes} node(s), {cpus:g} CPUs, {gpus:g} GPUs", flush=True)
 
 
 def run_job(path: str | Path, address: str | None = None) -> JobContext:

@@ -36,6 +36,32 @@ def local_ray():
     yield ray
 
 
+@pytest.fixture
+def ray_cluster():
+    """`ray_cluster(worker_nodes=1, head_cpus=1, worker_cpus=1, env={...})` starts a real
+    multi-node Ray cluster on 127.0.0.1 (tests/cluster.py); everything it started is killed
+    after the test (never `ray stop`)."""
+    from cluster import RAY, LocalCluster
+
+    import shutil
+
+    if not shutil.which(RAY):
+        pytest.skip("the ray CLI is not installed")
+    made = []
+
+    def make(**kwargs):
+        cluster = LocalCluster(**kwargs)
+        made.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield make
+    for cluster in made:
+        cluster.stop()
+    for cluster in made:
+        assert not cluster.leftover_pids(), "processes of the test cluster survived stop()"
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--fuzz-examples", type=int, default=None,

@@ -37,7 +37,7 @@ def _run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from raypipe.testing.tiny import save_tiny_model
+            from raypipe.tiny import save_tiny_model
 
             model = str(save_tiny_model(tmp, prompts[:50]))
         stage = TransformersGenerateStage(model, max_new_tokens=args.max_new_tokens, stop=["<|im_end|>"])

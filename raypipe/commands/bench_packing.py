@@ -89,7 +89,7 @@ def _run(args) -> int:
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
         tokenizer_name = args.tokenizer
     else:
-        from raypipe.testing.tiny import make_tiny_tokenizer
+        from raypipe.tiny import make_tiny_tokenizer
 
         tokenizer = make_tiny_tokenizer([render(s, fmt) for s in samples], vocab_size=800)
         tokenizer_name = "tiny byte-level BPE (vocab 800) trained on the samples"

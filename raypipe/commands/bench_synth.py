@@ -1,6 +1,6 @@
 """`raypipe bench synth`: throughput, rate-limit, fault and resume figures of the LLM engine
 against the local test server, side by side with ray.data.llm's HTTP processor and a bare
-asyncio loop. `raypipe llm cache-stats DIR`: entries and bytes of a request cache."""
+asyncio loop."""
 
 from __future__ import annotations
 
@@ -41,22 +41,7 @@ def _run_bench(args) -> int:
     return 0
 
 
-def _add_cache(p) -> None:
-    p.add_argument("cache_dir", help="the llm.cache_dir of a job (local dir or URI)")
-
-
-def _run_cache(args) -> int:
-    import json
-
-    from raypipe.llm.cache import RequestCache
-
-    print(json.dumps(RequestCache(args.cache_dir).stats()))
-    return 0
-
-
 COMMANDS = [
     Command(path=("bench", "synth"), help="benchmark the LLM engine against the local test server",
             add_arguments=_add_bench, run=_run_bench),
-    Command(path=("llm", "cache-stats"), help="number of entries and bytes in a request cache",
-            add_arguments=_add_cache, run=_run_cache),
 ]

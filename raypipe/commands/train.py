@@ -73,7 +73,10 @@ def run_mdpo_step(cfg: MDPOConfig, job) -> dict:
 def _add_bench(p) -> None:
     p.add_argument("--out", default="runs/bench-train", help="scratch directory (wiped)")
     p.add_argument("--steps", type=int, default=20, help="timed optimizer steps (after one warm-up)")
-    p.add_argument("--micro-batch", type=int, default=4)
+    p.add_argument("--micro-batch", type=int, default=4, help="samples per padded micro-batch")
+    p.add_argument("--packed-micro-batch", type=int, default=1, help="packed rows per packed micro-batch")
+    p.add_argument("--seq-len", type=int, default=2048, help="packed row length (and the longest sample kept)")
+    p.add_argument("--repeats", type=int, default=1, help="alternate packed and padded runs N times, report medians")
     p.add_argument("--workers", type=int, default=0, help="Ray Train workers for the recipe (0: in process)")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
@@ -91,15 +94,19 @@ def _run_bench(args) -> int:
 
         init_ray(RayConfig())
     result = bench_train(
-        args.out, steps=args.steps, micro_batch=args.micro_batch, workers=args.workers,
-        hidden=args.hidden, layers=args.layers,
+        args.out, steps=args.steps, micro_batch=args.micro_batch, packed_micro_batch=args.packed_micro_batch,
+        seq_len=args.seq_len, workers=args.workers, hidden=args.hidden, layers=args.layers, repeats=args.repeats,
     )
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"recipe ({result['recipe']}): {result['recipe_tokens_per_s_per_worker']} tokens/s per worker")
+        for mode in ("packed", "padded"):
+            r = result[mode]
+            print(f"recipe {mode} ({r['unit']}, {r['micro_batch']} per micro-batch, {r['samples_per_step']} "
+                  f"samples/step): {r['real_tokens_per_s_per_worker']} real tokens/s per worker")
+        print(f"packed / padded: {result['packed_over_padded']}")
         print(f"plain  ({result['plain']}): {result['plain_tokens_per_s']} tokens/s")
-        print(f"ratio recipe/plain per worker: {result['ratio_per_worker']}, total: {result['ratio_total']}")
+        print(f"ratio recipe (packed) / plain per worker: {result['ratio_per_worker']}, total: {result['ratio_total']}")
     return 0
 
 
@@ -108,7 +115,7 @@ COMMANDS = [
             add_arguments=_add_train, run=_run_sft),
     Command(path=("train", "mdpo"), help="multi-turn DPO (MAGNET) on top of an SFT adapter",
             add_arguments=_add_train, run=_run_mdpo),
-    Command(path=("bench", "train"), help="training tokens/s: the SFT recipe vs a plain transformers+PEFT loop",
+    Command(path=("bench", "train"), help="training real tokens/s: packed vs padded recipe, and a plain PEFT loop",
             add_arguments=_add_bench, run=_run_bench),
 ]
 

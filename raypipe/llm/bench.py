@@ -21,7 +21,7 @@ import time
 
 from raypipe.llm.config import LLMConfig
 from raypipe.llm.stage import LLMStage
-from raypipe.testing.server import FaultConfig, MockLLMServer
+from raypipe.mockllm.server import FaultConfig, MockLLMServer
 
 KEY_ENV = "RAYPIPE_BENCH_KEY"
 

@@ -147,6 +147,8 @@ class LLMClient:
                 )
                 for _ in range(n_pools)
             ]
+            for pool in self._openai:  # openai resolves these lazily (~0.4 s): not in a rate slot
+                pool.chat.completions.with_raw_response  # noqa: B018
             self._pool_load = [0] * n_pools
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         return self._openai
@@ -170,6 +172,8 @@ class LLMClient:
         return out
 
     async def close(self) -> None:
+        if self.cache is not None:  # writes the answers still buffered (one segment)
+            await self._in_io_thread(self.cache.close)
         if self._openai is not None:
             for pool in self._openai:
                 await pool.close()

@@ -141,18 +141,18 @@ def _use_ray(executor: Executor) -> bool:
 
 
 def _limiters(llms: dict) -> tuple[dict[str, str], list]:
-    """Create the shared rate limiter of every rate-limited endpoint; workers find it by name.
-    Returns the names and the handles (which keep the limiters alive while the stage runs)."""
+    """Find or create the shared rate limiter of every rate-limited endpoint (one per endpoint,
+    model and API key, for every job on the cluster); workers find it by name."""
     import ray
 
-    from raypipe.llm.limiter import get_or_create_limiter, limiter_name
+    from raypipe.llm.limiter import get_or_create_limiter, limiter_name_for
 
     names, handles = {}, []
     for key, cfg in llms.items():
         if cfg.requests_per_minute or cfg.tokens_per_minute:
-            name = limiter_name(cfg.base_url, cfg.model, cfg.requests_per_minute, cfg.tokens_per_minute)
+            name = limiter_name_for(cfg)  # shared by every job with this endpoint, model and key
             handle = get_or_create_limiter(name, cfg.requests_per_minute, cfg.tokens_per_minute)
-            ray.get(handle.state.remote())  # exists before any worker looks it up
+            ray.get(handle.state.remote())  # exists (on the head node) before any worker leases
             names[key] = name
             handles.append(handle)
     return names, handles
@@ -192,7 +192,7 @@ def _run_ray(stage, llm, worker_kwargs: dict, ids_files: list[str], progress: "P
                 progress.add(summary)
     finally:
         context.wait_for_min_actors_s = saved_wait
-        del handles  # the limiters end with their last handle
+        del handles  # detached: they outlive the job and exit once idle (limiter.IDLE_EXIT_S)
 
 
 def _run_local(stage, worker_kwargs: dict, ids_files: list[str], progress: "Progress",

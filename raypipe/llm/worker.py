@@ -62,7 +62,7 @@ class StageWorker:
             if limiters and limiters.get(name):
                 from raypipe.llm.limiter import RayLimiter
 
-                limiter = RayLimiter(limiters[name])
+                limiter = RayLimiter(limiters[name], cfg.requests_per_minute, cfg.tokens_per_minute)
             elif cfg.requests_per_minute or cfg.tokens_per_minute:
                 from raypipe.llm.limiter import LocalLimiter
 

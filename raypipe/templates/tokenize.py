@@ -17,7 +17,7 @@ from typing import Any
 from raypipe.errors import RaypipeError
 from raypipe.schema import Sample
 from raypipe.templates.errors import NothingToTrain
-from raypipe.templates.formats import FormatConfig, get_format, special_tokens
+from raypipe.templates.formats import FormatConfig, format_name, get_format, special_tokens
 from raypipe.templates.render import render_spans
 
 IGNORE_INDEX = -100
@@ -91,10 +91,12 @@ def tokenize_sample(
     train_on: str = "all",
     *,
     check: bool = True,
+    first_turns: int | None = None,
 ) -> dict[str, list[int]]:
     """``{"input_ids": [...], "labels": [...]}`` with -100 on every untrained token.
 
-    `train_on="all"` trains every assistant turn, `"last"` only the last one. Raises
+    `train_on="all"` trains every assistant turn, `"last"` only the last one; `first_turns=k`
+    further limits training to the first k assistant turns (the DPO term of a pair). Raises
     NothingToTrain (with a reason) when no token would be trained, TokenizationDrift when
     span-wise tokenization differs from the full render.
     """
@@ -114,6 +116,7 @@ def tokenize_sample(
     labels: list[int] = []
     for span, ids in zip(spans, span_ids):
         trained = span.trained and (train_on == "all" or span.turn == num_turns - 1)
+        trained = trained and (first_turns is None or span.turn < first_turns)
         input_ids += ids
         labels += ids if trained else [IGNORE_INDEX] * len(ids)
     if full != input_ids:
@@ -125,3 +128,68 @@ def tokenize_sample(
     if all(label == IGNORE_INDEX for label in labels):
         raise NothingToTrain("assistant turns render to no tokens")
     return {"input_ids": input_ids, "labels": labels}
+
+
+def empty_target(sample: Sample, fmt: FormatConfig | str, train_on: str = "all") -> str | None:
+    """Why a trained assistant turn of `sample` would teach the model to say nothing, or None.
+
+    Without a Decision Token, an assistant turn with no content, calls or (rendered) reasoning
+    renders as a bare ``<|im_end|>``: training on it teaches "answer with nothing". That is what
+    the decision-only negatives (`meta.target == "decision_only"`, raypipe synth negatives) become
+    under such a format; with the Decision Token the same turn trains ``<|answer|>``.
+    """
+    fmt = get_format(fmt)
+    if fmt.decision_token:
+        return None
+    turns = [i for i, m in enumerate(sample.messages) if m.role == "assistant"]
+    for i in turns if train_on == "all" else turns[-1:]:
+        m = sample.messages[i]
+        if m.content or m.tool_calls or (fmt.reasoning and m.reasoning):
+            continue
+        what = ("a decision-only negative (meta.target=decision_only)"
+                if sample.meta.get("target") == "decision_only" else "an empty assistant turn")
+        return (f"empty target: messages[{i}] is {what}; format {format_name(fmt)!r} has no Decision "
+                "Token, so it would train the model to answer with nothing (use a Decision Token "
+                "format such as tools-dt)")
+    return None
+
+
+class PairMismatch(ValueError):
+    """The two trajectories of a DPO pair cannot be compared turn for turn (a row-level error)."""
+
+
+def tokenize_pair(
+    chosen: Sample, rejected: Sample, turn: int | None, tokenizer: Any, fmt: FormatConfig | str,
+    *, check: bool = True,
+) -> dict[str, list[int]]:
+    """A multi-turn DPO pair as token ids and three label masks.
+
+    `chosen_labels` trains every assistant turn of the positive trajectory (the SFT term);
+    `chosen_dpo_labels` and `rejected_labels` cover the same assistant turns of both sides (the
+    DPO term): those within the first min(len) messages, so a positive trajectory that goes on
+    after the corrupted turn does not add its later turns to one side of the margin only. The
+    two sides must share their functions and every message before `turn` (the first differing
+    message).
+    """
+    fmt = get_format(fmt)
+    n = min(len(chosen.messages), len(rejected.messages))
+    same_until = turn if turn is not None and 0 <= turn <= n else n
+    if chosen.functions != rejected.functions:
+        raise PairMismatch("chosen and rejected offer different functions")
+    for i in range(same_until):
+        if chosen.messages[i].to_dict() != rejected.messages[i].to_dict():
+            raise PairMismatch(f"chosen and rejected differ at messages[{i}], before turn {turn}")
+    k_chosen = sum(1 for m in chosen.messages[:n] if m.role == "assistant")
+    k_rejected = sum(1 for m in rejected.messages[:n] if m.role == "assistant")
+    if k_chosen != k_rejected or k_chosen == 0:
+        raise PairMismatch(
+            f"the first {n} messages hold {k_chosen} assistant turn(s) in chosen and {k_rejected} in "
+            "rejected; a DPO pair compares the same turns")
+    full = tokenize_sample(chosen, tokenizer, fmt, "all", check=check)
+    dpo = tokenize_sample(chosen, tokenizer, fmt, "all", check=False, first_turns=k_chosen)
+    neg = tokenize_sample(rejected, tokenizer, fmt, "all", check=False, first_turns=k_chosen)
+    return {
+        "chosen_input_ids": full["input_ids"], "chosen_labels": full["labels"],
+        "chosen_dpo_labels": dpo["labels"],
+        "rejected_input_ids": neg["input_ids"], "rejected_labels": neg["labels"],
+    }

@@ -1,45 +1,65 @@
-"""Tokenize a sample dataset for training, on Ray Data.
+"""Tokenize a sample (or DPO pair) dataset for training, on Ray Data or in this process.
 
     out_dir/
-      data/*.parquet      id, source, input_ids list<int32>, labels list<int32>, num_tokens, num_trained
-      rejects/*.parquet   file, line, id, stage, reason, raw (nothing to train, too long, drift)
+      data/*.parquet      samples: id, source, input_ids list<int32>, labels list<int32>,
+                          num_tokens, num_trained
+                          pairs: id, source, chosen_input_ids, chosen_labels, chosen_dpo_labels,
+                          rejected_input_ids, rejected_labels, num_tokens, num_trained
+      rejects/*.parquet   file, line, id, stage, reason, raw (invalid, nothing to train, too long,
+                          empty target, drift, pair mismatch)
       tokenizer/          the tokenizer with the format's special tokens and chat template: train
                           and serve with this one (resize the model's embeddings to it)
-      summary.json        rows_in = rows_out + rejected, tokens, trained tokens, reasons, format
+      summary.json        rows_in = rows_out + rejected, tokens, trained tokens, reasons, format,
+                          and the fingerprint of inputs and options (a training run reuses a
+                          tokenized folder only when it matches)
+
+Every read and write of tokenized data goes through the functions at the end of this module
+(`tokenized_files`, `_write_*`), so switching to the dataset commit contract is one change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections import Counter
 from typing import Any
 
 from raypipe.templates.formats import FormatConfig, format_name, get_format
 
 STAGE = "tokenize"
+SAMPLE_TOKEN_COLUMNS = ("input_ids", "labels")
+PAIR_TOKEN_COLUMNS = ("chosen_input_ids", "chosen_labels", "chosen_dpo_labels", "rejected_input_ids", "rejected_labels")
 
 
-def tokenized_schema():
+def tokenized_schema(pairs: bool = False):
     import pyarrow as pa
 
-    return pa.schema([
-        ("id", pa.string()), ("source", pa.string()),
-        ("input_ids", pa.list_(pa.int32())), ("labels", pa.list_(pa.int32())),
-        ("num_tokens", pa.int32()), ("num_trained", pa.int32()),
-    ])
+    tokens = PAIR_TOKEN_COLUMNS if pairs else SAMPLE_TOKEN_COLUMNS
+    return pa.schema(
+        [("id", pa.string()), ("source", pa.string())]
+        + [(name, pa.list_(pa.int32())) for name in tokens]
+        + [("num_tokens", pa.int32()), ("num_trained", pa.int32())]
+    )
 
 
-def _stage_schema():
+def _stage_schema(pairs: bool):
     """Tokenized columns plus the reject columns; exactly one of the two halves is filled."""
     import pyarrow as pa
 
-    return pa.schema(list(tokenized_schema()) + [("reason", pa.string()), ("raw", pa.string())])
+    return pa.schema(list(tokenized_schema(pairs)) + [("reason", pa.string()), ("raw", pa.string())])
 
 
 class TokenizeStage:
-    """Ray Data actor: sample rows -> tokenized rows, or reject rows with a reason."""
+    """Ray Data actor (also called directly in process): rows -> tokenized rows, or rejects.
 
-    def __init__(self, tokenizer_dir: str, fmt: dict, train_on: str = "all", max_tokens: int | None = None):
+    A row is rejected with a reason when the strict validator finds problems (undeclared
+    functions, arguments of the wrong type, ...), when nothing would be trained, when a trained
+    turn is empty under a format without the Decision Token, when it is longer than
+    `max_tokens`, when per-turn tokens drift from the full render, or (pairs) when the two
+    trajectories cannot be compared turn for turn.
+    """
+
+    def __init__(self, tokenizer_dir: str, fmt: dict, train_on: str = "all", max_tokens: int | None = None,
+                 pairs: bool = False):
         from transformers import AutoTokenizer
 
         from raypipe.templates.tokenize import check_tokenizer
@@ -49,50 +69,200 @@ class TokenizeStage:
         check_tokenizer(self.tokenizer, self.fmt)
         self.train_on = train_on
         self.max_tokens = max_tokens
+        self.pairs = pairs
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        return pa.Table.from_pylist([self.row(raw) for raw in batch.to_pylist()], schema=_stage_schema())
+        make = self.pair if self.pairs else self.row
+        return pa.Table.from_pylist([make(raw) for raw in batch.to_pylist()], schema=_stage_schema(self.pairs))
 
     def row(self, raw: dict[str, Any]) -> dict[str, Any]:
         from raypipe.schema import Sample, canonical_json
-        from raypipe.templates.errors import NothingToTrain
-        from raypipe.templates.tokenize import IGNORE_INDEX, TokenizationDrift, tokenize_sample
 
         sample = Sample.from_row(raw)
-        out = {"id": sample.id, "source": sample.source, "input_ids": None, "labels": None,
-               "num_tokens": None, "num_trained": None, "reason": None, "raw": None}
-        try:
-            tokens = tokenize_sample(sample, self.tokenizer, self.fmt, self.train_on, check=False)
-        except NothingToTrain as err:
-            reason = f"nothing to train: {err.reason}"
-        except (TokenizationDrift, ValueError) as err:  # ValueError: e.g. a call name pythonic cannot write
-            reason = f"cannot tokenize: {err}"
-        else:
-            n = len(tokens["input_ids"])
-            if self.max_tokens is not None and n > self.max_tokens:
-                reason = f"too long: {n} tokens > max_tokens {self.max_tokens}"
-            else:
-                trained = sum(1 for x in tokens["labels"] if x != IGNORE_INDEX)
-                return {**out, **tokens, "num_tokens": n, "num_trained": trained}
+        out = {"id": sample.id, "source": sample.source}
+        reason = _invalid(sample, "") or _empty_target(sample, self.fmt, self.train_on, "")
+        if reason is None:
+            tokens, reason = self._tokenize(lambda: self._sample_tokens(sample))
+        if reason is None:
+            return {**out, **tokens, **_counts(tokens["input_ids"], tokens["labels"])}
         return {**out, "reason": reason, "raw": canonical_json(sample.to_dict())}
 
+    def pair(self, raw: dict[str, Any]) -> dict[str, Any]:
+        from raypipe.schema import Sample, canonical_json
 
-def _split(batch, rejected: bool):
+        chosen, rejected = Sample.from_row(raw["chosen"]), Sample.from_row(raw["rejected"])
+        out = {"id": raw.get("id") or chosen.id, "source": raw.get("source") or chosen.source}
+        reason = (_invalid(chosen, "chosen: ") or _invalid(rejected, "rejected: ")
+                  or _empty_target(chosen, self.fmt, "all", "chosen: ")
+                  or _empty_target(rejected, self.fmt, "all", "rejected: "))
+        if reason is None:
+            tokens, reason = self._tokenize(lambda: self._pair_tokens(chosen, rejected, raw.get("turn")))
+        if reason is None:
+            counts = _counts(tokens["chosen_input_ids"], tokens["chosen_labels"])
+            counts["num_tokens"] += len(tokens["rejected_input_ids"])
+            return {**out, **tokens, **counts}
+        whole = {"id": out["id"], "turn": raw.get("turn"), "chosen": chosen.to_dict(), "rejected": rejected.to_dict()}
+        return {**out, "reason": reason, "raw": canonical_json(whole)}
+
+    def _sample_tokens(self, sample) -> dict:
+        from raypipe.templates.tokenize import tokenize_sample
+
+        tokens = tokenize_sample(sample, self.tokenizer, self.fmt, self.train_on, check=False)
+        self._check_length(len(tokens["input_ids"]), "")
+        return tokens
+
+    def _pair_tokens(self, chosen, rejected, turn) -> dict:
+        from raypipe.templates.tokenize import tokenize_pair
+
+        tokens = tokenize_pair(chosen, rejected, turn, self.tokenizer, self.fmt, check=False)
+        for side in ("chosen", "rejected"):
+            self._check_length(len(tokens[f"{side}_input_ids"]), f"{side}: ")
+        return tokens
+
+    def _check_length(self, n: int, prefix: str) -> None:
+        if self.max_tokens is not None and n > self.max_tokens:
+            raise _TooLong(f"{prefix}too long: {n} tokens > max_tokens {self.max_tokens}")
+
+    @staticmethod
+    def _tokenize(make) -> tuple[dict | None, str | None]:
+        from raypipe.templates.errors import NothingToTrain
+        from raypipe.templates.tokenize import PairMismatch, TokenizationDrift
+
+        try:
+            return make(), None
+        except _TooLong as err:
+            return None, str(err)
+        except NothingToTrain as err:
+            return None, f"nothing to train: {err.reason}"
+        except PairMismatch as err:
+            return None, f"pair mismatch: {err}"
+        except (TokenizationDrift, ValueError) as err:  # ValueError: e.g. a call name pythonic cannot write
+            return None, f"cannot tokenize: {err}"
+
+
+class _TooLong(Exception):
+    pass
+
+
+def _invalid(sample, prefix: str) -> str | None:
+    """The strict validator's problems (every stage's rule), as one reject reason."""
+    from raypipe.validate import validate_sample
+
+    problems = validate_sample(sample)
+    if not problems:
+        return None
+    shown = "; ".join(str(p) for p in problems[:5])
+    more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+    return f"{prefix}invalid sample: {shown}{more}"
+
+
+def _empty_target(sample, fmt: FormatConfig, train_on: str, prefix: str) -> str | None:
+    from raypipe.templates.tokenize import empty_target
+
+    reason = empty_target(sample, fmt, train_on)
+    return prefix + reason if reason else None
+
+
+def _counts(input_ids: list[int], labels: list[int]) -> dict[str, int]:
+    from raypipe.templates.tokenize import IGNORE_INDEX
+
+    return {"num_tokens": len(input_ids), "num_trained": sum(1 for x in labels if x != IGNORE_INDEX)}
+
+
+def _split(batch, rejected: bool, pairs: bool):
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from raypipe.io.writers import rejects_schema
 
     if not rejected:
-        return batch.filter(pc.is_null(batch["reason"])).select(tokenized_schema().names).cast(tokenized_schema())
-    bad = batch.filter(pc.is_valid(batch["reason"]))
-    return pa.Table.from_pylist(
-        [{"file": None, "line": None, "id": r["id"], "stage": STAGE, "reason": r["reason"], "raw": r["raw"]}
-         for r in bad.select(["id", "reason", "raw"]).to_pylist()],
-        schema=rejects_schema(),
-    )
+        schema = tokenized_schema(pairs)
+        return batch.filter(pc.is_null(batch["reason"])).select(schema.names).cast(schema)
+    bad = batch.filter(pc.is_valid(batch["reason"])).select(["id", "reason", "raw"])
+    n = bad.num_rows
+    return pa.table({
+        "file": pa.nulls(n, pa.string()), "line": pa.nulls(n, pa.int64()), "id": bad["id"],
+        "stage": pa.array([STAGE] * n, pa.string()), "reason": bad["reason"], "raw": bad["raw"],
+    }, schema=rejects_schema())
+
+
+def _batch_counts(batch):
+    """One row of counts for a batch of staged rows (vectorized; summed on the driver)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ok = pc.is_null(batch["reason"])
+    kinds = pc.value_counts(_reason_kinds(batch["reason"].filter(pc.invert(ok)))).to_pylist()
+    return pa.table({
+        "rows_in": [batch.num_rows],
+        "rows_out": [int(pc.sum(ok.cast(pa.int64())).as_py() or 0)],
+        "tokens": [int(pc.sum(batch["num_tokens"].filter(ok)).as_py() or 0)],
+        "trained_tokens": [int(pc.sum(batch["num_trained"].filter(ok)).as_py() or 0)],
+        "reasons": [json.dumps({k["values"]: k["counts"] for k in kinds})],
+    })
+
+
+def _reason_kinds(reasons):
+    """`too long: 900 tokens > ...` -> `too long`; `chosen: invalid sample: ...` -> `invalid sample`."""
+    import pyarrow.compute as pc
+
+    stripped = pc.replace_substring_regex(reasons, r"^(chosen|rejected): ", "")
+    return pc.replace_substring_regex(stripped, r":.*$", "")
+
+
+def _summary(parts, *, inputs, fmt, train_on, max_tokens, tokenizer_path, tokenizer_dir, added, vocab_size,
+             pairs, fingerprint) -> dict[str, Any]:
+    reasons: dict[str, int] = {}
+    totals = {"rows_in": 0, "rows_out": 0, "tokens": 0, "trained_tokens": 0}
+    for part in parts:
+        for key in totals:
+            totals[key] += int(part[key])
+        for kind, count in json.loads(part["reasons"]).items():
+            reasons[kind] = reasons.get(kind, 0) + int(count)
+    summary = {
+        "stage": STAGE, "kind": "pairs" if pairs else "samples",
+        "rows_in": totals["rows_in"], "rows_out": totals["rows_out"],
+        "rejected": sum(reasons.values()), "rejected_by_reason": reasons,
+        "tokens": totals["tokens"], "trained_tokens": totals["trained_tokens"],
+        "format": format_name(fmt), "format_config": fmt.to_dict(), "train_on": train_on,
+        "max_tokens": max_tokens, "tokenizer": tokenizer_path, "tokenizer_out": tokenizer_dir,
+        "added_special_tokens": added, "vocab_size": vocab_size, "inputs": list(inputs),
+        "fingerprint": fingerprint,
+    }
+    if summary["rows_in"] != summary["rows_out"] + summary["rejected"]:
+        raise RuntimeError(f"tokenize lost rows: {summary['rows_in']} in, {summary['rows_out']} out, "
+                           f"{summary['rejected']} rejected")
+    return summary
+
+
+def _prepare(inputs, out_dir: str, tokenizer_path: str, fmt, train_on: str, max_tokens, pairs: bool):
+    """The tokenizer (+ the format's special tokens, saved under out/tokenizer) and the options'
+    fingerprint."""
+    from transformers import AutoTokenizer
+
+    from raypipe.errors import RaypipeError
+    from raypipe.io import fs
+    from raypipe.templates.jinja import save_tokenizer
+    from raypipe.templates.tokenize import add_special_tokens
+
+    if train_on not in ("all", "last"):
+        raise RaypipeError(f"tokenize: train_on must be 'all' or 'last', got {train_on!r}")
+    fmt = get_format(fmt)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    added = add_special_tokens(tokenizer, fmt)
+    tokenizer_dir = fs.join(out_dir, "tokenizer")
+    save_tokenizer(tokenizer, fmt, tokenizer_dir)
+    files = _input_files(inputs, pairs)
+    fingerprint = input_fingerprint(files, {
+        "format": fmt.to_dict(), "train_on": train_on, "max_tokens": max_tokens, "pairs": pairs,
+        "vocab": len(tokenizer), "added": added,
+    })
+    info = {"inputs": inputs, "fmt": fmt, "train_on": train_on, "max_tokens": max_tokens,
+            "tokenizer_path": tokenizer_path, "tokenizer_dir": tokenizer_dir, "added": added,
+            "vocab_size": len(tokenizer), "pairs": pairs, "fingerprint": fingerprint}
+    return fmt, tokenizer_dir, files, info
 
 
 def tokenize_dataset(
@@ -104,73 +274,152 @@ def tokenize_dataset(
     train_on: str = "all",
     max_tokens: int | None = None,
     num_workers: int = 2,
+    pairs: bool = False,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """Tokenize `inputs` (canonical sample files/globs/folders) into `out_dir`; returns the summary."""
-    from transformers import AutoTokenizer
+    """Tokenize `inputs` (canonical sample files/globs/folders, or DPO pair Parquet with
+    `pairs=True`) into `out_dir` on Ray Data actors; returns the summary. With `reuse`, an
+    existing output whose fingerprint matches is kept as it is."""
+    import ray.data
 
-    from raypipe.io import fs, read_samples
-    from raypipe.templates.jinja import save_tokenizer
-    from raypipe.templates.tokenize import add_special_tokens
+    from raypipe.io import read_samples
 
-    fmt = get_format(fmt)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    added = add_special_tokens(tokenizer, fmt)
-    tokenizer_dir = fs.join(out_dir, "tokenizer")
-    save_tokenizer(tokenizer, fmt, tokenizer_dir)
-
-    staged = read_samples(inputs).map_batches(
+    fmt, tokenizer_dir, files, info = _prepare(inputs, out_dir, tokenizer_path, fmt, train_on, max_tokens, pairs)
+    if reuse and (prior := _current(out_dir, info["fingerprint"])):
+        return prior
+    source = ray.data.read_parquet(files) if pairs else read_samples(files)
+    staged = source.map_batches(
         TokenizeStage,
-        fn_constructor_kwargs={"tokenizer_dir": tokenizer_dir, "fmt": fmt.to_dict(),
-                               "train_on": train_on, "max_tokens": max_tokens},
-        batch_format="pyarrow", batch_size=256, concurrency=num_workers,
+        fn_constructor_kwargs={"tokenizer_dir": tokenizer_dir, "fmt": fmt.to_dict(), "train_on": train_on,
+                               "max_tokens": max_tokens, "pairs": pairs},
+        # an autoscaling pool (1..num_workers actors) never takes every CPU from the read tasks
+        batch_format="pyarrow", batch_size=256, concurrency=(1, max(1, num_workers)),
     ).materialize()  # computed once, then split into data and rejects
+    _write_ray(staged, out_dir, pairs)
+    parts = staged.map_batches(_batch_counts, batch_format="pyarrow", batch_size=None).take_all()
+    summary = _summary(parts, **info)
+    _write_summary(out_dir, summary)
+    return summary
+
+
+def tokenize_local(
+    inputs: list[str],
+    out_dir: str,
+    tokenizer_path: str,
+    fmt: FormatConfig | str = "tools-dt",
+    *,
+    train_on: str = "all",
+    max_tokens: int | None = None,
+    pairs: bool = False,
+    reuse: bool = False,
+    batch_rows: int = 1024,
+) -> dict[str, Any]:
+    """`tokenize_dataset` in this process, without Ray (training alone, `num_workers: 0`):
+    the same stage, the same output layout."""
+    import pyarrow as pa
+
+    fmt, tokenizer_dir, files, info = _prepare(inputs, out_dir, tokenizer_path, fmt, train_on, max_tokens, pairs)
+    if reuse and (prior := _current(out_dir, info["fingerprint"])):
+        return prior
+    stage = TokenizeStage(tokenizer_dir, fmt.to_dict(), train_on, max_tokens, pairs)
+    staged = [stage(batch) for batch in _local_batches(files, pairs, batch_rows)]
+    table = pa.concat_tables(staged) if staged else _stage_schema(pairs).empty_table()
+    _write_local(table, out_dir, pairs)
+    summary = _summary(_batch_counts(table).to_pylist(), **info)
+    _write_summary(out_dir, summary)
+    return summary
+
+
+def _local_batches(files: list[str], pairs: bool, batch_rows: int):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raypipe.io import read_sample_file
+    from raypipe.schema import arrow_schema
+
+    for path in files:
+        if pairs:
+            yield from pq.read_table(path).to_batches(max_chunksize=batch_rows)
+            continue
+        rows = [s.to_row() for s in read_sample_file(path)]
+        for i in range(0, len(rows), batch_rows):
+            yield pa.Table.from_pylist(rows[i:i + batch_rows], schema=arrow_schema())
+
+
+def input_fingerprint(files: list[str], options: dict[str, Any]) -> str:
+    """Inputs (path, size, mtime) and options: equal fingerprints, equal tokenized output."""
+    from raypipe.io import fs
+
+    described = [(f, *fs.stat(f)) for f in files]
+    blob = json.dumps({"files": described, "options": options}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _input_files(inputs: list[str], pairs: bool) -> list[str]:
+    from raypipe.io import fs
+    from raypipe.io.readers import SAMPLE_EXTENSIONS
+
+    return fs.expand(inputs, (".parquet",) if pairs else SAMPLE_EXTENSIONS)
+
+
+# -- tokenized data on disk: every read and write of it goes through here ---------------------
+
+
+def tokenized_files(path: str) -> list[str]:
+    """The Parquet files of a tokenized dataset (a folder written by tokenize, a file or a glob)."""
+    from raypipe.io import fs
+
+    return [f for f in fs.expand(path, (".parquet",)) if f.endswith(".parquet")]
+
+
+def read_summary(out_dir: str) -> dict[str, Any] | None:
+    from raypipe.io import fs
+
+    path = fs.join(out_dir, "summary.json")
+    return json.loads(fs.read_text(path)) if fs.exists(path) else None
+
+
+def _current(out_dir: str, fingerprint: str) -> dict[str, Any] | None:
+    """The summary of an existing output made from the same inputs and options, else None."""
+    from raypipe.errors import RaypipeError
+
+    prior = read_summary(out_dir)
+    if not prior or prior.get("fingerprint") != fingerprint:
+        return None
+    try:
+        tokenized_files(out_dir)
+    except RaypipeError:  # data files gone
+        return None
+    return {**prior, "reused": True}
+
+
+def _write_summary(out_dir: str, summary: dict[str, Any]) -> None:
+    from raypipe.io import fs
+
+    fs.write_text(fs.join(out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
+
+
+def _clear(out_dir: str) -> tuple[str, str]:
+    from raypipe.io import fs
 
     data_dir, rejects_dir = fs.join(out_dir, "data"), fs.join(out_dir, "rejects")
     for folder in (data_dir, rejects_dir):
         fs.make_dirs(folder)
         fs.remove_files(folder, "")
-    good = staged.map_batches(_split, fn_kwargs={"rejected": False}, batch_format="pyarrow")
-    bad = staged.map_batches(_split, fn_kwargs={"rejected": True}, batch_format="pyarrow")
-    good.write_parquet(data_dir)
-    bad.write_parquet(rejects_dir)
-
-    # Counts from one pass over the small columns of the materialized rows.
-    reasons: Counter = Counter()
-    rows_in = rows_out = tokens = trained = 0
-    for batch in staged.select_columns(["num_tokens", "num_trained", "reason"]).iter_batches(
-        batch_format="pyarrow", batch_size=65536
-    ):
-        for row in batch.to_pylist():
-            rows_in += 1
-            if row["reason"] is None:
-                rows_out += 1
-                tokens += row["num_tokens"]
-                trained += row["num_trained"]
-            else:
-                reasons[_reason_kind(row["reason"])] += 1
-    summary = {
-        "stage": STAGE,
-        "rows_in": rows_in,
-        "rows_out": rows_out,
-        "rejected": sum(reasons.values()),
-        "rejected_by_reason": dict(reasons),
-        "tokens": tokens,
-        "trained_tokens": trained,
-        "format": format_name(fmt),
-        "format_config": fmt.to_dict(),
-        "train_on": train_on,
-        "max_tokens": max_tokens,
-        "tokenizer": tokenizer_path,
-        "tokenizer_out": tokenizer_dir,
-        "added_special_tokens": added,
-        "vocab_size": len(tokenizer),
-        "inputs": list(inputs),
-    }
-    if rows_in != summary["rows_out"] + summary["rejected"]:
-        raise RuntimeError(f"tokenize lost rows: {rows_in} in, {rows_out} out, {summary['rejected']} rejected")
-    fs.write_text(fs.join(out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
-    return summary
+    return data_dir, rejects_dir
 
 
-def _reason_kind(reason: str) -> str:
-    return reason.split(":", 1)[0]
+def _write_ray(staged, out_dir: str, pairs: bool) -> None:
+    data_dir, rejects_dir = _clear(out_dir)
+    staged.map_batches(_split, fn_kwargs={"rejected": False, "pairs": pairs}, batch_format="pyarrow").write_parquet(data_dir)
+    staged.map_batches(_split, fn_kwargs={"rejected": True, "pairs": pairs}, batch_format="pyarrow").write_parquet(rejects_dir)
+
+
+def _write_local(table, out_dir: str, pairs: bool) -> None:
+    import pyarrow.parquet as pq
+
+    from raypipe.io import fs
+
+    data_dir, rejects_dir = _clear(out_dir)
+    pq.write_table(_split(table, False, pairs), fs.join(data_dir, "part-00000.parquet"))
+    pq.write_table(_split(table, True, pairs), fs.join(rejects_dir, "part-00000.parquet"))

@@ -1,1 +1,2 @@
-"""Test helpers that ship with raypipe: a local OpenAI-compatible server and tiny models."""
+"""Helpers for raypipe's own tests (sample builders). Production code never imports this package
+(tests/unit/test_foundation_imports.py checks it)."""

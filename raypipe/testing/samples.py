@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from raypipe.data import SAMPLES_JSONL
-from raypipe.schema import Sample
+from raypipe.schema import Sample, ToolCall
 
 
 def first_call_samples(n: int) -> list[Sample]:
@@ -23,3 +23,23 @@ def first_call_samples(n: int) -> list[Sample]:
         if len(out) == n:
             return out
     raise AssertionError("not enough call samples in the sample data")
+
+
+def wrong_values_negative(sample: Sample) -> Sample:
+    """A DPO negative for `sample`: the same dialog whose last call has every string argument
+    wrong (another allowed value where the function lists them: a negative differs in behaviour
+    only, and the tokenize stage rejects a sample the strict validator refuses)."""
+    from raypipe.validate import function_name, function_parameters
+
+    last = sample.messages[-1]
+    specs = {function_name(f): function_parameters(f).get("properties", {}) for f in sample.functions}
+
+    def wrong(name, key, value):
+        if not isinstance(value, str):
+            return value
+        allowed = specs.get(name, {}).get(key, {}).get("enum")
+        return next(v for v in allowed if v != value) if allowed else "somewhere else"
+
+    calls = [ToolCall(c.name, {k: wrong(c.name, k, v) for k, v in c.arguments.items()}) for c in last.tool_calls]
+    messages = [*sample.messages[:-1], type(last)(role="assistant", content=last.content, tool_calls=calls)]
+    return sample.derive("test_corrupt", messages=messages)

@@ -60,7 +60,15 @@ class TrainConfig:
     name: str = "sft"  # run name: re-running with the same name and out resumes
     format: str = "tools-dt"  # raypipe.templates.get_format preset
     train_on: Literal["all", "last"] = "all"  # which assistant turns carry loss
-    max_seq_len: int = number(ge=1, default=4096)  # longer samples are left out and counted in the summary
+    max_seq_len: int = number(ge=1, default=4096)  # longer samples are left out (rejects); also the packed row length
+    # Pack samples into fixed-length rows of max_seq_len tokens before the split (position ids
+    # restart per sample, attention never crosses samples). None: on when the attention
+    # implementation supports it (SFT; DPO pairs are never packed). With packing, batch sizes
+    # count packed rows.
+    pack: bool | None = None
+    # Attention kernel (transformers' attn_implementation). None: flash_attention_2 on GPUs with
+    # the flash_attn package, else sdpa.
+    attn_implementation: str | None = None
     lora: LoraSettings = field(default_factory=LoraSettings)
     lr: float = number(gt=0, default=1e-4)
     global_batch_size: int = 48  # samples per optimizer step, all workers together
@@ -69,6 +77,7 @@ class TrainConfig:
     use_gpu: bool | None = None  # None: GPUs when the cluster has them
     cpus_per_worker: float = 1.0
     epochs: int = number(ge=1, default=3)
+    max_steps: int | None = number(ge=1, default=None)  # stop after this many optimizer steps (benchmarks, smoke runs)
     warmup_steps: int = 100
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -81,7 +90,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # optimizer steps between checkpoints (one more at the end)
     keep_checkpoints: int = 2
     max_failures: int = 2  # worker-group restarts from the last checkpoint
-    merge: bool = False  # also export the merged model (what vLLM serves without LoRA)
+    merge: bool = False  # also export the merged model (a standalone checkpoint)
+    vllm_export: bool = True  # export vllm/: the base with the new token rows + a plain LoRA adapter
     peak_tflops: float | None = None  # per-device peak for MFU; None: known GPUs only
     tiny_model: TinyModelSettings | None = None
     # Fault drill: one worker kills its own process once at this optimizer step, to rehearse

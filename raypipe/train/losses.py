@@ -59,12 +59,15 @@ def mdpo_terms(policy_pos, policy_neg, ref_pos, ref_neg, eta: float):
 
 
 def mdpo_batch_loss(logits, ref_logits, labels, *, eta: float, sft_weight: float, dpo_weight: float,
-                    total_tokens, total_pairs: int):
+                    total_tokens, total_pairs: int, sft_labels=None):
     """The mDPO recipe's loss on one micro-batch whose first half of rows are the positive
     trajectories and second half the negative ones (same order).
 
-    SFT term: NLL of the positive trajectories' trained tokens / `total_tokens` (the positive
-    trained tokens of the whole global batch); mDPO term: summed over pairs / `total_pairs`.
+    `labels` mark the tokens of the DPO term: the same assistant turns on both sides (see
+    `raypipe.templates.tokenize.tokenize_pair`). `sft_labels` (default: `labels`) mark the SFT
+    term's tokens of the positive trajectories, which may run past the compared turns.
+    SFT term: NLL of those tokens / `total_tokens` (the SFT tokens of the whole global batch);
+    mDPO term: summed over pairs / `total_pairs`.
     Returns (loss, parts) with parts = nll (sum), dpo [B], chosen [B], rejected [B] rewards.
     """
     n = labels.shape[0] // 2
@@ -72,6 +75,10 @@ def mdpo_batch_loss(logits, ref_logits, labels, *, eta: float, sft_weight: float
     ref_logps, _ = token_logps(ref_logits, labels)
     seq, ref_seq = logps.sum(dim=-1), ref_logps.sum(dim=-1)
     dpo, chosen, rejected = mdpo_terms(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], eta)
-    nll = -logps[:n].sum()
+    if sft_labels is None:
+        nll = -logps[:n].sum()
+    else:
+        sft_logps, _ = token_logps(logits[:n], sft_labels[:n])
+        nll = -sft_logps.sum()
     loss = sft_weight * nll / total_tokens + dpo_weight * dpo.sum() / total_pairs
     return loss, {"nll": nll.detach(), "dpo": dpo.detach(), "chosen": chosen, "rejected": rejected}

@@ -3,8 +3,9 @@
 loss = sft_weight x SFT(positive trajectory)
      + dpo_weight x -log sigmoid(eta x (sum_pos log pi/pi_ref - sum_neg log pi/pi_ref))
 
-Each sum runs over every assistant token of a trajectory (all its turns); tool results and
-prompts carry no loss. The reference pi_ref is the SFT model: the SFT adapter is merged into the
+Each sum runs over the assistant tokens of the turns both trajectories have (a positive
+trajectory that goes on after the corrupted turn adds its later turns to the SFT term only);
+tool results and prompts carry no loss. The reference pi_ref is the SFT model: the SFT adapter is merged into the
 base on every worker and a fresh LoRA adapter is trained on top, so "adapter disabled" is
 exactly the SFT model (no second model in memory, no precomputed log-prob pass to keep in sync).
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 from raypipe.config import load_config
 from raypipe.train.config import MDPOConfig
-from raypipe.train.losses import mdpo_batch_loss
+from raypipe.train.losses import IGNORE, mdpo_batch_loss
 from raypipe.train.worker import (
     StepLog,
     TrainState,
@@ -24,10 +25,12 @@ from raypipe.train.worker import (
     collate,
     grad_norm,
     maybe_kill_drill,
+    open_plan,
     open_session,
     optimizer_steps,
     restore_checkpoint,
     setup_engine,
+    step_digest,
 )
 
 
@@ -37,7 +40,8 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
     cfg = load_config(MDPOConfig, spec["config"], where="mdpo")
     session = open_session(spec, cfg)
     engine, model = setup_engine(cfg, spec, session, merge_adapter=cfg.sft_adapter)
-    state = TrainState()
+    plan, store = open_plan(spec, pairs=True)
+    state = TrainState(data_fingerprint=spec["data_fingerprint"])
     with session.resume_dir() as d:
         if d:
             state = restore_checkpoint(engine, d)
@@ -45,13 +49,13 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
     log = StepLog(cfg, spec, session, model)
     last_saved = state.step
     engine.train()
-    while state.epoch < cfg.epochs:
-        for micro_batches in optimizer_steps(session, cfg, state.epoch, spec["steps_per_epoch"], state.step_in_epoch):
+    while state.epoch < cfg.epochs and state.step < spec["total_steps"]:
+        for micro_batches, ids in optimizer_steps(plan, store, session, cfg, state.epoch,
+                                                  spec["steps_per_epoch"], state.step_in_epoch):
             log.start_step()
             # one batch per micro-batch: the positive trajectories, then the negative ones
-            batches = [collate(_both_sides(rows), spec["pad_id"], session.device) for rows in micro_batches]
-            n = cfg.micro_batch_size
-            local_tokens = sum(int((b["labels"][:n, 1:] != -100).sum()) for b in batches)
+            batches = [pair_batch(units, spec["pad_id"], session.device) for units in micro_batches]
+            local_tokens = sum(int((b["sft_labels"][:, 1:] != IGNORE).sum()) for b in batches)
             global_tokens = all_reduce_sum(torch.tensor(float(local_tokens), device=session.device))
             sums = torch.zeros(6, device=session.device)  # nll, dpo, margin, correct, chosen, rejected
             input_tokens = 0
@@ -63,6 +67,7 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
                 loss, parts = mdpo_batch_loss(
                     logits, ref_logits, batch["labels"], eta=cfg.eta, sft_weight=cfg.sft_weight,
                     dpo_weight=cfg.dpo_weight, total_tokens=global_tokens, total_pairs=cfg.global_batch_size,
+                    sft_labels=batch["sft_labels"],
                 )
                 engine.backward(loss * session.world_size, scale_wrt_gas=False)  # see sft.py
                 engine.step()
@@ -71,7 +76,7 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
                     parts["nll"], parts["dpo"].sum(), margin.sum(), (margin > 0).float().sum(),
                     parts["chosen"].sum(), parts["rejected"].sum(),
                 ])
-                input_tokens += int(batch["attention_mask"].sum())
+                input_tokens += batch["real_tokens"]
             sums = all_reduce_sum(sums)
             tokens = all_reduce_sum(torch.tensor(float(input_tokens), device=session.device))
             pairs = cfg.global_batch_size
@@ -84,11 +89,13 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
                 grad_norm=grad_norm(engine),
                 sft_loss=sft_loss, dpo_loss=dpo_loss, reward_margin=float(sums[2] / pairs),
                 reward_accuracy=float(sums[3] / pairs), reward_chosen=float(sums[4] / pairs),
-                reward_rejected=float(sums[5] / pairs),
+                reward_rejected=float(sums[5] / pairs), rows_sha=step_digest(ids, session),
             )
             if state.step % cfg.checkpoint_every == 0:
                 last_saved = checkpoint_and_report(engine, model, session, state)
             maybe_kill_drill(cfg, spec, session, state)
+            if state.step == spec["total_steps"]:  # max_steps
+                break
         state.epoch += 1
         state.step_in_epoch = 0
 
@@ -96,9 +103,17 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
         checkpoint_and_report(engine, model, session, state)
 
 
-def _both_sides(rows: list[dict]) -> list[dict]:
-    return [
-        {"input_ids": r[f"{side}_input_ids"], "labels": r[f"{side}_labels"]}
-        for side in ("chosen", "rejected")
-        for r in rows
-    ]
+def pair_batch(units: list[list[dict]], pad_id: int, device) -> dict:
+    """The positive trajectories, then the negative ones, right-padded together. `labels` mark the
+    DPO term's tokens (the same turns on both sides), `sft_labels` the positive side's SFT tokens."""
+    import torch
+
+    rows = [unit[0] for unit in units]  # pairs are never packed: one pair per unit
+    both = [{"input_ids": r["chosen_input_ids"], "labels": r["chosen_dpo_labels"]} for r in rows]
+    both += [{"input_ids": r["rejected_input_ids"], "labels": r["rejected_labels"]} for r in rows]
+    batch = collate(both, pad_id, device)
+    sft = torch.full_like(batch["labels"], IGNORE)
+    for i, r in enumerate(rows):
+        sft[i, : len(r["chosen_labels"])] = torch.tensor(r["chosen_labels"], dtype=torch.long)
+    batch["sft_labels"] = sft
+    return batch

@@ -7,12 +7,50 @@ from typing import Any
 from raypipe.train.config import LoraSettings
 
 PAD_TO_MULTIPLE = 64
+RESERVED_TOKEN = "<|raypipe_reserved_{}|>"
 
 
-def load_causal_lm(name_or_path: str, dtype: Any):
-    from transformers import AutoModelForCausalLM
+def load_causal_lm(name_or_path: str, dtype: Any, attn_implementation: str | None = None,
+                   random_init: bool = False, device: Any = None):
+    """The base model; `random_init` builds it from its config with random weights, directly on
+    `device` (throughput benchmarks of a model shape without its weights)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    from raypipe.train.attention import VARLEN_SDPA, register_varlen_sdpa
+
+    if attn_implementation == VARLEN_SDPA:
+        register_varlen_sdpa()  # in every worker process, before the model asks for it
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if random_init:
+        import torch
+
+        config = AutoConfig.from_pretrained(name_or_path)
+        with torch.device(device or "cpu"):
+            return AutoModelForCausalLM.from_config(config, dtype=dtype, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype, **kwargs)
+
+
+def pad_tokenizer(tokenizer, embedding_rows: int) -> list[int]:
+    """When the tokenizer outgrows the base's `embedding_rows`, add reserved special tokens up to
+    the next multiple of 64, so that len(tokenizer) is exactly the resized embedding size.
+
+    Every loader that resizes the base to len(tokenizer) (PEFT's AutoPeftModelForCausalLM,
+    `resize_token_embeddings(len(tok))`, vLLM) then gets the shape the adapter was trained with.
+    Returns the ids added.
+    """
+    from raypipe.templates.tokenize import _is_single_token
+
+    if len(tokenizer) <= embedding_rows or len(tokenizer) % PAD_TO_MULTIPLE == 0:
+        return []
+    from tokenizers import AddedToken
+
+    want = -(-len(tokenizer) // PAD_TO_MULTIPLE) * PAD_TO_MULTIPLE
+    names = [RESERVED_TOKEN.format(i) for i in range(want - len(tokenizer))]
+    tokens = [AddedToken(t, special=True, normalized=False) for t in names]
+    tokenizer.add_tokens(tokens, special_tokens=True)
+    if len(tokenizer) != want or not all(_is_single_token(tokenizer, t) for t in names[:1]):
+        raise RuntimeError(f"could not pad the tokenizer to {want} tokens (it has {len(tokenizer)})")
+    return [tokenizer.convert_tokens_to_ids(t) for t in names]
 
 
 def resize_for_tokenizer(model, vocab_size: int, new_token_ids: list[int]) -> list[int]:
@@ -41,12 +79,11 @@ def resize_for_tokenizer(model, vocab_size: int, new_token_ids: list[int]) -> li
 
 
 def _resize(model, vocab_size: int) -> None:
-    """Grow (never shrink) the vocabulary to hold `vocab_size` ids, padded to a multiple of 64."""
+    """Grow (never shrink) the vocabulary to hold `vocab_size` ids, padded to a multiple of 64;
+    a base that already has the rows is left as it is (its extra rows are its own)."""
     rows = model.get_input_embeddings().weight.shape[0]
-    if vocab_size > rows or rows % PAD_TO_MULTIPLE:
-        model.resize_token_embeddings(
-            max(vocab_size, rows), pad_to_multiple_of=PAD_TO_MULTIPLE, mean_resizing=False
-        )
+    if vocab_size > rows:
+        model.resize_token_embeddings(vocab_size, pad_to_multiple_of=PAD_TO_MULTIPLE, mean_resizing=False)
 
 
 def _embedding_matrices(model) -> list:
@@ -93,9 +130,12 @@ def build_trainable_model(
     lora: LoraSettings,
     gradient_checkpointing: bool = False,
     merge_adapter: str | None = None,
+    attn_implementation: str | None = None,
+    random_init: bool = False,
+    device: Any = None,
 ):
     """The model a worker trains: base (+ an SFT adapter merged in) + resized vocab + LoRA."""
-    model = load_causal_lm(model_path, dtype)
+    model = load_causal_lm(model_path, dtype, attn_implementation, random_init, device)
     if merge_adapter:
         model = merge_into_base(model, merge_adapter, vocab_size)
         fresh: list[int] = []  # the SFT adapter already trained the new tokens

@@ -1,14 +1,14 @@
 """Where a recipe runs: under Ray Train (N workers) or alone in this process.
 
-The recipe asks its session for rank, world size, data, the checkpoint to resume from, and
-hands it metrics + checkpoints. Two small classes, same methods; nothing else differs.
+The recipe asks its session for rank, world size, device, the checkpoint to resume from, and
+hands it metrics + checkpoints. Two small classes, same methods; nothing else differs (the data
+each rank trains on comes from the plan, `raypipe.train.plan`, the same way in both).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import socket
 from pathlib import Path
@@ -26,6 +26,8 @@ def init_distributed(use_gpu: bool, local: bool) -> None:
     import torch.distributed as dist
 
     backend = "nccl" if use_gpu else "gloo"
+    if not use_gpu:
+        skip_shared_memory_op()
     if local and not dist.is_initialized():
         os.environ.update(
             {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
@@ -33,6 +35,22 @@ def init_distributed(use_gpu: bool, local: bool) -> None:
         )
         dist.init_process_group(backend, rank=0, world_size=1)
     deepspeed.init_distributed(dist_backend=backend)
+
+
+def skip_shared_memory_op() -> None:
+    """Keep DeepSpeed from building its CPU shared-memory all-reduce op.
+
+    DeepSpeed's CPU backend JIT-compiles that op when its comm layer starts, under a lock file in
+    the torch extensions cache (~/.cache/torch_extensions) taken even when the op is already built.
+    A process killed while holding it (Ray kills workers on failure, shutdown and timeouts) leaves
+    the file behind, and from then on every DeepSpeed start on that machine waits for it forever.
+    Training never uses the op (it serves DeepSpeed-inference's all_reduce only; ZeRO goes
+    through gloo), so raypipe marks it unavailable, as DeepSpeed itself does off Linux.
+    """
+    import deepspeed.ops
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    deepspeed.ops.__compatible_ops__[ShareMemCommBuilder.NAME] = False
 
 
 def _free_port() -> int:
@@ -76,19 +94,6 @@ class RaySession:
         if checkpoint_dir:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    def epoch_rows(self, epoch: int, micro_batch: int, seed: int) -> Iterator[dict]:
-        import ray.train
-
-        shard = ray.train.get_dataset_shard("train")
-        for batch in shard.iter_batches(
-            batch_size=micro_batch,
-            batch_format="numpy",
-            drop_last=True,
-            local_shuffle_buffer_size=micro_batch * 16,
-            local_shuffle_seed=seed + epoch,
-        ):
-            yield from _numpy_batch_rows(batch)
-
 
 class LocalSession:
     """The recipe alone in this process: one rank, checkpoints kept under `run_dir/checkpoints`."""
@@ -97,9 +102,8 @@ class LocalSession:
     rank = 0
     world_size = 1
 
-    def __init__(self, run_dir: str, rows: list[dict], keep: int = 2) -> None:
+    def __init__(self, run_dir: str, keep: int = 2) -> None:
         self.run_dir = Path(run_dir)
-        self.rows = rows
         self.keep = keep
         self.device = _device()
 
@@ -127,18 +131,6 @@ class LocalSession:
     def latest_checkpoint(self) -> str | None:
         found = self._checkpoints()
         return str(found[-1]) if found else None
-
-    def epoch_rows(self, epoch: int, micro_batch: int, seed: int) -> Iterator[dict]:
-        order = list(range(len(self.rows)))
-        random.Random(seed + epoch).shuffle(order)
-        for i in order:
-            yield self.rows[i]
-
-
-def _numpy_batch_rows(batch: dict) -> Iterator[dict]:
-    keys = list(batch)
-    for i in range(len(batch[keys[0]])):
-        yield {k: batch[k][i] for k in keys}
 
 
 def _device():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from raypipe.config import load_config
+from raypipe.train.batches import make_batch
 from raypipe.train.config import SFTConfig
 from raypipe.train.losses import token_logps
 from raypipe.train.worker import (
@@ -16,13 +17,14 @@ from raypipe.train.worker import (
     TrainState,
     all_reduce_sum,
     checkpoint_and_report,
-    collate,
     grad_norm,
     maybe_kill_drill,
+    open_plan,
     open_session,
     optimizer_steps,
     restore_checkpoint,
     setup_engine,
+    step_digest,
     trainable_tokens,
 )
 
@@ -33,7 +35,8 @@ def sft_loop(spec: dict[str, Any]) -> None:
     cfg = load_config(SFTConfig, spec["config"], where="sft")
     session = open_session(spec, cfg)
     engine, model = setup_engine(cfg, spec, session)
-    state = TrainState()
+    plan, store = open_plan(spec)
+    state = TrainState(data_fingerprint=spec["data_fingerprint"])
     with session.resume_dir() as d:
         if d:
             state = restore_checkpoint(engine, d)
@@ -43,39 +46,22 @@ def sft_loop(spec: dict[str, Any]) -> None:
     sources = spec["sources"]  # index -> label, for the per-source loss
     source_sums = torch.zeros((len(sources), 2), device=session.device)  # (nll, tokens) per source
     log = StepLog(cfg, spec, session, model)
-    steps_per_epoch = spec["steps_per_epoch"]
+    mask_dtype = next(p for p in model.parameters()).dtype
     last_saved = state.step
     engine.train()
-    while state.epoch < cfg.epochs:
-        for micro_batches in optimizer_steps(session, cfg, state.epoch, steps_per_epoch, state.step_in_epoch):
+    while state.epoch < cfg.epochs and state.step < spec["total_steps"]:
+        for micro_batches, ids in optimizer_steps(plan, store, session, cfg, state.epoch,
+                                                  spec["steps_per_epoch"], state.step_in_epoch):
             log.start_step()
-            batches = [collate(rows, spec["pad_id"], session.device) for rows in micro_batches]
-            # Loss = sum of token NLLs / trained tokens of the whole global batch, so the token
-            # count is summed over micro-batches and workers before any backward pass.
-            global_tokens = trainable_tokens(batches, session.device)
-            step_nll = torch.zeros((), device=session.device)
-            input_tokens = 0
-            for batch in batches:
-                logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                logps, mask = token_logps(logits, batch["labels"])
-                row_nll = -logps.sum(dim=-1)
-                loss = row_nll.sum() / global_tokens
-                # DeepSpeed averages gradients over workers; x world_size turns that into the sum
-                # of every worker's share of the global mean.
-                engine.backward(loss * session.world_size, scale_wrt_gas=False)
-                engine.step()  # the optimizer steps at the accumulation boundary only
-                step_nll += row_nll.sum().detach()
-                input_tokens += int(batch["attention_mask"].sum())
-                source_sums.index_add_(
-                    0, batch["source_idx"],
-                    torch.stack([row_nll.detach(), mask.sum(dim=-1).to(row_nll.dtype)], dim=1),
-                )
-            totals = all_reduce_sum(torch.tensor([float(step_nll), float(input_tokens)], device=session.device))
+            batches = [make_batch(units, spec, session.device, mask_dtype) for units in micro_batches]
+            step_nll, real_tokens, global_tokens = sft_step(engine, batches, session, source_sums)
+            totals = all_reduce_sum(torch.tensor([step_nll, float(real_tokens)], device=session.device))
             state.step += 1
             state.step_in_epoch += 1
             log.record(
                 state, lr=engine.get_lr()[0], loss=float(totals[0] / global_tokens),
                 tokens_global=float(totals[1]), grad_norm=grad_norm(engine),
+                rows_sha=step_digest(ids, session),
             )
 
             if state.step % cfg.source_loss_every == 0 or state.step == spec["total_steps"]:
@@ -89,8 +75,40 @@ def sft_loop(spec: dict[str, Any]) -> None:
             if state.step % cfg.checkpoint_every == 0:
                 last_saved = checkpoint_and_report(engine, model, session, state)
             maybe_kill_drill(cfg, spec, session, state)
+            if state.step == spec["total_steps"]:  # max_steps
+                break
         state.epoch += 1
         state.step_in_epoch = 0
 
     if state.step != last_saved or not state.history:
         checkpoint_and_report(engine, model, session, state)
+
+
+def sft_step(engine, batches: list[dict], session, source_sums=None) -> tuple[float, int, Any]:
+    """One optimizer step over this rank's micro-batches: returns (this rank's NLL sum, its real
+    tokens, the trained-token count of the whole global batch).
+
+    Loss = sum of token NLLs / trained tokens of the whole global batch, so the token count is
+    summed over micro-batches and workers before any backward pass. DeepSpeed averages gradients
+    over workers; x world_size turns that average into the sum of every worker's share of the
+    global mean, and `scale_wrt_gas=False` keeps DeepSpeed from dividing by the accumulation
+    steps again.
+    """
+    import torch
+
+    global_tokens = trainable_tokens(batches, session.device)
+    step_nll = 0.0
+    real_tokens = 0
+    for batch in batches:
+        logits = engine(**batch["model_inputs"]).logits
+        logps, mask = token_logps(logits, batch["labels"])
+        nll = -logps.sum()
+        engine.backward(nll / global_tokens * session.world_size, scale_wrt_gas=False)
+        engine.step()  # the optimizer steps at the accumulation boundary only
+        step_nll += float(nll.detach())
+        real_tokens += batch["real_tokens"]
+        if source_sums is not None:  # per-source NLL and token counts, by each target token's source
+            target_source = batch["token_source"][:, 1:][mask]
+            source_sums[:, 0].index_add_(0, target_source, -logps.detach()[mask])
+            source_sums[:, 1].index_add_(0, target_source, torch.ones_like(target_source, dtype=source_sums.dtype))
+    return step_nll, real_tokens, global_tokens

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from raypipe.train.batches import collate  # noqa: F401  (re-exported: recipes and tests use it from here)
 from raypipe.train.config import TrainConfig
 from raypipe.train.deepspeed_config import build_deepspeed_config
 from raypipe.train.losses import IGNORE
@@ -23,7 +24,7 @@ from raypipe.train.session import CHECKPOINT_DONE, LocalSession, RaySession, ini
 def open_session(spec: dict[str, Any], cfg: TrainConfig):
     use_gpu = bool(spec["use_gpu"])
     if spec.get("local"):
-        session = LocalSession(spec["run_dir"], spec["rows"], keep=cfg.keep_checkpoints)
+        session = LocalSession(spec["run_dir"], keep=cfg.keep_checkpoints)
     else:
         session = RaySession()
     init_distributed(use_gpu, local=session.local)
@@ -54,6 +55,9 @@ def setup_engine(cfg: TrainConfig, spec: dict[str, Any], session, merge_adapter:
         lora=cfg.lora,
         gradient_checkpointing=cfg.gradient_checkpointing,
         merge_adapter=merge_adapter,
+        attn_implementation=spec.get("attn_implementation"),
+        random_init=bool(spec.get("random_init")),
+        device=session.device,
     )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -85,47 +89,46 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     source_loss: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: list[int] = field(default_factory=list)
+    data_fingerprint: str = ""  # the plan trained on (raypipe.train.plan.TrainPlan.fingerprint)
 
 
-def optimizer_steps(session, cfg: TrainConfig, epoch: int, steps_per_epoch: int, skip: int) -> Iterator[list[list[dict]]]:
-    """Yield, for each optimizer step of `epoch`, its micro-batches (lists of rows).
+def open_plan(spec: dict[str, Any], pairs: bool = False):
+    """The run's data plan (written by the driver) and a row store for this worker."""
+    from raypipe.templates.tokenize_stage import PAIR_TOKEN_COLUMNS, SAMPLE_TOKEN_COLUMNS
+    from raypipe.train.plan import RowStore, TrainPlan
 
-    Every worker takes exactly `steps_per_epoch` steps (collectives must match); the first `skip`
-    steps were done before a restart and are read past.
+    plan = spec.get("plan") or TrainPlan.load(spec["plan_dir"])
+    return plan, RowStore(plan, PAIR_TOKEN_COLUMNS if pairs else SAMPLE_TOKEN_COLUMNS)
+
+
+def optimizer_steps(plan, store, session, cfg: TrainConfig, epoch: int, steps_per_epoch: int,
+                    skip: int) -> Iterator[tuple[list[list[list[dict]]], list[str]]]:
+    """Yield, for each optimizer step of `epoch` from `skip` on, this rank's micro-batches (each a
+    list of units, each unit a list of rows) and the row ids it trains in that step.
+
+    Every worker takes exactly `steps_per_epoch` steps (collectives must match). The units come
+    from the plan's permutation for (seed, epoch), so a restart at step `skip` trains exactly
+    the rows an uninterrupted run would have (nothing is read past or replayed).
     """
-    rows = session.epoch_rows(epoch, cfg.micro_batch_size, cfg.seed)
-    micro, accum = cfg.micro_batch_size, cfg.accum_steps
-    for _ in range(skip * micro * accum):
-        next(rows)
-    for _ in range(steps_per_epoch - skip):
-        step_rows = [next(rows) for _ in range(micro * accum)]
-        yield [step_rows[i * micro:(i + 1) * micro] for i in range(accum)]
-    for _ in rows:  # drain: Ray's split iterators start the next epoch together
-        pass
+    from raypipe.train.plan import rank_steps
+
+    kwargs = {"rank": session.rank, "micro_batch": cfg.micro_batch_size, "accum": cfg.accum_steps,
+              "world": session.world_size}
+    steps = list(rank_steps(plan, epoch, cfg.seed, skip, steps_per_epoch, **kwargs))
+    store.load([u for micro, _ in steps for units in micro for u in units])
+    for micro, ids in steps:
+        yield [[store.unit_rows(u) for u in units] for units in micro], ids
 
 
-def collate(rows: list[dict], pad_id: int, device, prefix: str = "") -> dict[str, Any]:
-    """Right-pad a micro-batch to its longest row. Padding carries no loss (IGNORE labels)."""
-    import torch
+def step_digest(ids: list[str], session) -> str:
+    """Digest of the row ids the whole step trained, rank by rank (the same with 1 or N ranks)."""
+    import torch.distributed as dist
 
-    ids = [list(map(int, r[prefix + "input_ids"])) for r in rows]
-    labels = [list(map(int, r[prefix + "labels"])) for r in rows]
-    width = max(len(x) for x in ids)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (x, y) in enumerate(zip(ids, labels)):
-        input_ids[i, : len(x)] = torch.tensor(x)
-        label_t[i, : len(y)] = torch.tensor(y)
-        mask[i, : len(x)] = 1
-    batch = {
-        "input_ids": input_ids.to(device),
-        "labels": label_t.to(device),
-        "attention_mask": mask.to(device),
-    }
-    if "source_idx" in rows[0]:
-        batch["source_idx"] = torch.tensor([int(r["source_idx"]) for r in rows], device=device)
-    return batch
+    from raypipe.train.plan import rows_digest
+
+    gathered: list[Any] = [None] * session.world_size
+    dist.all_gather_object(gathered, ids)
+    return rows_digest([i for part in gathered for i in part])
 
 
 def all_reduce_sum(tensor):

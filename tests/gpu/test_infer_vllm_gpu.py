@@ -17,7 +17,7 @@ if not torch.cuda.is_available():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from raypipe.testing.tiny import save_tiny_model
+    from raypipe.tiny import save_tiny_model
 
     # head_dim 64: a size every vLLM attention backend supports
     return save_tiny_model(tmp_path_factory.mktemp("tiny"), ["<|im_start|>user\n計算面積<|im_end|>"] * 20,

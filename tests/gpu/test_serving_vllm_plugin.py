@@ -23,7 +23,7 @@ def tokenizer(tmp_path_factory):
     from transformers import AutoTokenizer
 
     from raypipe.templates import save_tokenizer
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
 
     out = tmp_path_factory.mktemp("tok")
     save_tokenizer(make_tiny_tokenizer(["hello world get_weather city Taipei"] * 3, vocab_size=300), "tools-dt", out)

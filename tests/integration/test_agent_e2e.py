@@ -21,7 +21,7 @@ from raypipe.agent.runner import EvalAgentConfig, run_eval_agent
 from raypipe.cli import main
 from raypipe.io.dataset import read_committed
 from raypipe.llm import PendingRowsError
-from raypipe.testing.server import MockLLMServer, ResponderError
+from raypipe.mockllm.server import MockLLMServer, ResponderError
 
 os.environ["RAYPIPE_TEST_AGENT_KEY"] = "sk-test-agent-0000"  # before the session's ray.init
 RETAIL = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "tau2-retail"

@@ -16,8 +16,8 @@ import raypipe.agent.stage as episode_stage
 from raypipe.agent.runner import EvalAgentConfig, run_eval_agent
 from raypipe.infer.config import GenerationConfig
 from raypipe.io.dataset import read_committed
-from raypipe.testing.server import MockLLMServer
-from raypipe.testing.tiny import save_tiny_model
+from raypipe.mockllm.server import MockLLMServer
+from raypipe.tiny import save_tiny_model
 
 os.environ["RAYPIPE_TEST_AGENT_KEY"] = "sk-test-agent-0000"
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "agent_mini"

@@ -14,8 +14,8 @@ import pytest
 from raypipe.eval.bfcl_data import load_bfcl, reference_calls
 from raypipe.eval.bfcl_tools import openai_name
 from raypipe.templates.pythonic import format_calls
-from raypipe.testing.responders import last_user_message, tool_call_responder
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.responders import last_user_message, tool_call_responder
+from raypipe.mockllm.server import MockLLMServer
 
 pytestmark = pytest.mark.integration
 

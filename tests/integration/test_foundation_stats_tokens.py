@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
 
     texts = SAMPLES_JSONL.read_text(encoding="utf-8").splitlines()
     path = tmp_path_factory.mktemp("tok")

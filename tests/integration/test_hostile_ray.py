@@ -56,7 +56,7 @@ def test_raypipe_errors_come_back_from_tasks_udfs_and_actors(local_ray):
 
 def test_tokenize_names_a_deep_row_in_one_line(local_ray, tmp_path, capsys):
     from raypipe.templates import render
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
     from raypipe.schema import Sample
 
     samples = [Sample.from_dict(json.loads(x)) for x in SAMPLES_JSONL.read_text().splitlines()[:5]]

@@ -13,7 +13,7 @@ CATEGORIES = ["simple", "multiple_function", "parallel_function", "parallel_mult
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from raypipe.testing.tiny import save_tiny_model
+    from raypipe.tiny import save_tiny_model
 
     texts = ['<|im_start|>user\n計算三角形的面積，底為10<|im_end|>\n<|im_start|>assistant\n'
              '<|use_tool|>[calculate_triangle_area(base=10, height=5)]<|im_end|>'] * 20

@@ -16,7 +16,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from raypipe.testing.tiny import save_tiny_model
+    from raypipe.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny"), TEXTS)
 

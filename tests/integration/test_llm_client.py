@@ -12,8 +12,8 @@ import pytest
 from raypipe.errors import FatalJobError
 from raypipe.llm import LLMClient, LLMConfig, RowError, TransientError
 from raypipe.llm.limiter import LocalLimiter
-from raypipe.testing.responders import fail_when, json_responder, reask_aware
-from raypipe.testing.server import FaultConfig, MockLLMServer
+from raypipe.mockllm.responders import fail_when, json_responder, reask_aware
+from raypipe.mockllm.server import FaultConfig, MockLLMServer
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,15 @@ def test_endpoint_down_stops_the_job():
 def test_cache_hit_across_clients_and_key_never_cached(tmp_path):
     with MockLLMServer() as srv:
         cfg = config(srv, cache_dir=str(tmp_path / "cache"))
-        first = run(ask(LLMClient(cfg)))
+        writer = LLMClient(cfg)
+
+        async def ask_and_close():
+            try:
+                return await ask(writer)
+            finally:
+                await writer.close()  # writes the buffered answer (what the engine does)
+
+        first = run(ask_and_close())
         again = LLMClient(cfg)
         second = run(ask(again))
         assert second.cached and second.text == first.text
@@ -105,7 +113,8 @@ def test_cache_hit_across_clients_and_key_never_cached(tmp_path):
         assert srv.stats.requests == 2
     for d, _, files in os.walk(tmp_path):
         for f in files:
-            assert KEY not in open(os.path.join(d, f), encoding="utf-8").read()
+            with open(os.path.join(d, f), "rb") as fh:  # the cache index is binary
+                assert KEY.encode() not in fh.read()
 
 
 def test_identical_requests_in_flight_are_sent_once():

@@ -14,7 +14,7 @@ from raypipe.errors import RaypipeError
 from raypipe.io.dataset import read_committed
 from raypipe.llm import LLMConfig, run_llm_program, run_llm_stage
 from raypipe.llm.errors import RowError
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 from raypipe.errors import FatalJobError
 from raypipe.io.dataset import open_dataset, read_committed
 from raypipe.llm import LLMConfig, PendingRowsError, run_llm_stage
-from raypipe.testing.server import FaultConfig, MockLLMServer
+from raypipe.mockllm.server import FaultConfig, MockLLMServer
 
 pytestmark = pytest.mark.integration
 

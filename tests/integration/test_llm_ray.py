@@ -9,7 +9,7 @@ import pytest
 
 from raypipe.errors import FatalJobError
 from raypipe.llm import LLMConfig, run_llm_stage
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 
 from raypipe.errors import FatalJobError
 from raypipe.llm import LLMConfig, RowError, run_llm_program, run_llm_stage
-from raypipe.testing.responders import fail_when
-from raypipe.testing.server import FaultConfig, MockLLMServer
+from raypipe.mockllm.responders import fail_when
+from raypipe.mockllm.server import FaultConfig, MockLLMServer
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +190,7 @@ def test_dry_run_renders_and_projects_without_calling(tmp_path, capsys):
 
 def test_api_key_never_in_outputs_cache_logs_or_errors(tmp_path, capsys):
     def leaky(body):  # an endpoint that echoes credentials back in an error
-        raise __import__("raypipe.testing.server", fromlist=["x"]).ResponderError(400, f"bad key {KEY}")
+        raise __import__("raypipe.mockllm.server", fromlist=["x"]).ResponderError(400, f"bad key {KEY}")
 
     logs = []
     with MockLLMServer() as srv:

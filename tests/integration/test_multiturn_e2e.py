@@ -102,7 +102,7 @@ def teacher(body: dict) -> str:
 
 @pytest.fixture
 def server():
-    from raypipe.testing.server import MockLLMServer
+    from raypipe.mockllm.server import MockLLMServer
 
     with MockLLMServer(responder=teacher) as srv:
         yield srv

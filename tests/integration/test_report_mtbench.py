@@ -44,7 +44,7 @@ def _jsonl(path, rows):
 def test_judge_through_the_llm_engine_and_mock_server(local_ray, tmp_path):
     from raypipe.eval.judge import run_judge
     from raypipe.llm import LLMConfig
-    from raypipe.testing.server import MockLLMServer
+    from raypipe.mockllm.server import MockLLMServer
 
     q = _jsonl(tmp_path / "q.jsonl", QUESTIONS)
     a = _jsonl(tmp_path / "a.jsonl", ANSWERS)
@@ -74,8 +74,8 @@ def test_model_answers_each_turn_then_is_judged(local_ray, tmp_path):
     second prompt) through Ray Data, then the judge grades every turn."""
     from raypipe.commands.eval import EvalMtbenchConfig, run_eval_mtbench
     from raypipe.config import load_config
-    from raypipe.testing.server import MockLLMServer
-    from raypipe.testing.tiny import save_tiny_model
+    from raypipe.mockllm.server import MockLLMServer
+    from raypipe.tiny import save_tiny_model
 
     model = save_tiny_model(tmp_path / "tiny", ["<|im_start|>user\nWrite a haiku about rain.<|im_end|>"] * 10)
     q = _jsonl(tmp_path / "q.jsonl", QUESTIONS[:2])

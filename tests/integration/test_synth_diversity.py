@@ -20,7 +20,7 @@ from raypipe.synth.multiturn_runs import run_toolflow
 from raypipe.synth.toolflow import DialogConfig
 from raypipe.synth.toolgraph import GraphConfig, build_tool_graph, save_graph
 from raypipe.synth.toolpool import load_tool_pool
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from raypipe.stages.negatives import run_negatives
 from raypipe.stages.reasoning import run_reasoning
 from raypipe.stages.translate import run_translate
 from raypipe.synth import negatives, reasoning, translate
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 from raypipe.validate import validate_sample
 
 pytestmark = pytest.mark.integration

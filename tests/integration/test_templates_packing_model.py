@@ -3,7 +3,7 @@
 import pytest
 
 from raypipe.templates.batching import block_causal_mask, pack
-from raypipe.testing.tiny import make_tiny_model, make_tiny_tokenizer
+from raypipe.tiny import make_tiny_model, make_tiny_tokenizer
 
 pytestmark = pytest.mark.integration
 

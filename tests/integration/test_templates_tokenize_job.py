@@ -9,7 +9,7 @@ import pytest
 from raypipe.data import IF_JSONL, SAMPLES_JSONL
 from raypipe.schema import Message, Sample
 from raypipe.templates import IGNORE_INDEX, add_special_tokens, render, tokenize_sample
-from raypipe.testing.tiny import make_tiny_tokenizer
+from raypipe.tiny import make_tiny_tokenizer
 
 pytestmark = pytest.mark.integration
 

@@ -64,6 +64,7 @@ def sft_run(local_ray, tmp_path_factory):
         epochs=EPOCHS, lr=1e-2, warmup_steps=5, zero_stage=2,
         checkpoint_every=CKPT_EVERY, source_loss_every=10, log_every=10,
         kill_at_step=KILL_AT, max_failures=1,
+        pack=False,  # one sample per row: the step arithmetic below; packing has its own tests
     )
     summary = run_training(cfg, sft_loop)
     return cfg, samples, summary
@@ -80,6 +81,22 @@ def test_killed_run_resumes_and_ends_with_the_same_step_count(sft_run):
     first, at_ckpt, after = history[0]["loss"], history[CKPT_EVERY - 1]["loss"], history[CKPT_EVERY]["loss"]
     # the loss continues from the checkpoint instead of starting over
     assert after < 0.5 * first and after < 2 * at_ckpt + 0.5
+
+
+def test_rows_of_every_step_are_the_plans_also_after_the_kill(sft_run):
+    """Row ids per optimizer step of the killed and resumed 2-worker run equal the plan's
+    per-epoch permutation, which is what an uninterrupted run and the in-process recipe train
+    (tests/integration/test_train_resume.py, tests/unit/test_train_plan.py)."""
+    from raypipe.train.plan import TrainPlan, rows_digest
+
+    cfg, _, summary = sft_run
+    plan = TrainPlan.load(Path(cfg.out) / "plan")
+    per_epoch = summary["steps"] // EPOCHS
+    want = [rows_digest(plan.step_ids(e, s, cfg.seed, cfg.global_batch_size))
+            for e in range(EPOCHS) for s in range(per_epoch)]
+    history = json.loads(Path(summary["metrics"]).read_text())["steps"]
+    assert [h["rows_sha"] for h in history] == want
+    assert len(set(want[:per_epoch])) == per_epoch  # steps of an epoch train different rows
 
 
 def test_loss_falls_below_threshold_and_is_reported_per_source(sft_run):

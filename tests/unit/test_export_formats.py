@@ -120,7 +120,7 @@ def test_openai_rows_follow_the_fine_tuning_format(tmp_path, source):
 
 def test_trl_renders_the_openai_rows_exactly_as_raypipe_renders_the_samples(tmp_path, source):
     """TRL's SFTTrainer calls tokenizer.apply_chat_template(example["messages"], tools=example["tools"])."""
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
 
     tok = make_tiny_tokenizer(["hello"] * 3, vocab_size=280)
     export_samples([str(source)], str(tmp_path / "o"), "openai", log=lambda m: None)

@@ -1,51 +1,15 @@
-"""Pure parts of the LLM engine: cache keys and files, rate schedule, config, JSON parsing."""
+"""Pure parts of the LLM engine: rate schedule, config, JSON parsing (the cache: test_llm_cache.py)."""
 
 import json
-import os
 
 import pytest
 
 from raypipe.config import ConfigError, load_config
-from raypipe.llm import LLMConfig, RequestCache, cache_key, parse_json_answer
+from raypipe.llm import LLMConfig, parse_json_answer
 from raypipe.llm.client import classify
 from raypipe.llm.limiter import RateSchedule
 
 pytestmark = pytest.mark.unit
-
-MSGS = [{"role": "user", "content": "hi"}]
-
-
-def test_cache_key_depends_on_everything_that_changes_the_answer():
-    base = cache_key("m", MSGS, {"temperature": 0.0, "max_tokens": 10})
-    assert base == cache_key("m", [dict(MSGS[0])], {"max_tokens": 10, "temperature": 0.0})
-    assert base != cache_key("m2", MSGS, {"temperature": 0.0, "max_tokens": 10})
-    assert base != cache_key("m", [{"role": "user", "content": "hi!"}], {"temperature": 0.0, "max_tokens": 10})
-    assert base != cache_key("m", MSGS, {"temperature": 0.5, "max_tokens": 10})
-    assert base != cache_key("m", MSGS, {"temperature": 0.0, "max_tokens": 10,
-                                          "response_format": {"type": "json_object"}})
-
-
-def test_cache_roundtrip_atomic_files_and_corrupt_entry_is_a_miss(tmp_path):
-    cache = RequestCache(str(tmp_path / "c"))
-    key = cache_key("m", MSGS, {})
-    assert cache.get(key) is None
-    cache.put(key, {"text": "hello"})
-    assert cache.get(key) == {"text": "hello"}
-    files = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs]
-    assert files == [str(tmp_path / "c" / key[:2] / f"{key}.json")]  # no temp file left behind
-    with open(files[0], "w") as f:
-        f.write('{"text": "half')  # e.g. a foreign tool wrote half a file
-    assert cache.get(key) is None
-    assert RequestCache(str(tmp_path / "c")).stats()["entries"] == 1
-
-
-def test_cache_object_pickles_without_filesystem_handle(tmp_path):
-    import pickle
-
-    cache = RequestCache(str(tmp_path))
-    cache.put("ab" * 32, {"text": "x"})
-    clone = pickle.loads(pickle.dumps(cache))
-    assert clone.get("ab" * 32) == {"text": "x"}
 
 
 def test_rate_schedule_spaces_requests_at_the_rate():
@@ -138,13 +102,6 @@ def test_classify_statuses():
     assert classify(json.JSONDecodeError("x", "d", 0))[0] == "retry"
 
 
-def test_cache_through_a_filesystem_uri(tmp_path):
-    cache = RequestCache(f"file://{tmp_path}/uri-cache")
-    cache.put("cd" * 32, {"text": "via uri"})
-    assert RequestCache(f"file://{tmp_path}/uri-cache").get("cd" * 32) == {"text": "via uri"}
-    assert (tmp_path / "uri-cache" / "cd" / f"{'cd' * 32}.json").exists()
-
-
 def test_record_totals_and_the_progress_line():
     from raypipe.io.dataset import sum_records
     from raypipe.llm.executor import Progress
@@ -181,11 +138,8 @@ def test_the_error_rate_rule_is_job_wide_and_names_the_top_reasons():
                        "reasons": _json.dumps({"parse error": 5})})
 
 
-def test_cli_cache_stats_and_bench_rejects_unknown_scenario(tmp_path, capsys):
+def test_cli_bench_rejects_unknown_scenario(capsys):
     from raypipe.cli import main
 
-    RequestCache(str(tmp_path)).put("ef" * 32, {"text": "x"})
-    assert main(["llm", "cache-stats", str(tmp_path)]) == 0
-    assert json.loads(capsys.readouterr().out)["entries"] == 1
     assert main(["bench", "synth", "--only", "nope"]) == 2
     assert "unknown scenario(s) ['nope']" in capsys.readouterr().err

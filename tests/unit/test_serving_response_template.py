@@ -54,7 +54,7 @@ def test_save_tokenizer_writes_the_response_template_into_tokenizer_config(tmp_p
     from transformers import AutoTokenizer
 
     from raypipe.templates import save_tokenizer
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
 
     save_tokenizer(make_tiny_tokenizer(["hello world"] * 3, vocab_size=300), "tools-dt-json", tmp_path)
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())

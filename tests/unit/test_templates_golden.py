@@ -14,7 +14,7 @@ from raypipe.data import IF_JSONL, SAMPLES_JSONL
 from raypipe.schema import Sample
 from raypipe.templates import IGNORE_INDEX, PRESETS, add_special_tokens, render, render_prompt, tokenize_sample
 from raypipe.templates.jinja import chat_template, save_tokenizer, to_chat_messages
-from raypipe.testing.tiny import make_tiny_tokenizer
+from raypipe.tiny import make_tiny_tokenizer
 
 pytestmark = pytest.mark.unit
 

@@ -74,7 +74,7 @@ def test_render_then_parse_gives_back_the_calls(sample, name):
 
 @pytest.fixture(scope="module")
 def chat_tokenizer():
-    from raypipe.testing.tiny import make_tiny_tokenizer
+    from raypipe.tiny import make_tiny_tokenizer
 
     return make_tiny_tokenizer(["hello world"] * 3, vocab_size=280)
 

@@ -17,7 +17,7 @@ from raypipe.templates import (
     special_tokens,
     tokenize_sample,
 )
-from raypipe.testing.tiny import make_tiny_tokenizer
+from raypipe.tiny import make_tiny_tokenizer
 from raypipe.data import IF_JSONL, SAMPLES_JSONL
 
 EXTRA = Path(__file__).resolve().parents[1] / "golden" / "templates" / "extra_samples.jsonl"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from raypipe.schema import Message
 from raypipe.templates import PRESETS, chat_template, render_prompt
-from raypipe.testing.tiny import make_tiny_tokenizer
+from raypipe.tiny import make_tiny_tokenizer
 
 pytestmark = pytest.mark.unit
 

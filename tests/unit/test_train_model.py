@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from raypipe.templates import add_special_tokens, get_format  # noqa: E402
-from raypipe.testing.tiny import make_tiny_model, make_tiny_tokenizer  # noqa: E402
+from raypipe.tiny import make_tiny_model, make_tiny_tokenizer  # noqa: E402
 from raypipe.train.config import LoraSettings  # noqa: E402
 from raypipe.train.model import apply_lora, load_for_inference, resize_for_tokenizer  # noqa: E402
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from raypipe.testing.server import ResponderError, echo_responder
+from raypipe.mockllm.server import ResponderError, echo_responder
 
 __all__ = ["ResponderError", "echo_responder", "json_responder", "last_user_message",
-           "reask_aware", "fail_when", "tool_call_responder"]
+           "reask_aware", "fail_when", "tool_call_responder", "reasoning_responder"]
 
 
 def last_user_message(body: dict) -> str:
@@ -62,3 +62,21 @@ def tool_call_responder(fn: Callable[[dict], Any]) -> Callable[[dict], Any]:
         return {"content": None, "tool_calls": [{"name": name, "arguments": args} for name, args in answer]}
 
     return respond
+
+
+def reasoning_responder(body: dict) -> str:
+    """A good teacher for `raypipe synth reasoning`: a reason that names exactly the calls the
+    task shows (the last ```json block of the last user message that is a list of calls).
+    Module level, so `MockLLMServer(process=True)` can run it in its own process."""
+    text = last_user_message(body)
+    calls: list = []
+    for block in text.split("```json\n")[1:]:
+        try:
+            value = json.loads(block.split("```", 1)[0])
+        except ValueError:
+            continue
+        if isinstance(value, list) and value and all(isinstance(c, dict) and "arguments" in c for c in value):
+            calls = value
+    names = " and ".join(dict.fromkeys(str(c.get("name")) for c in calls)) or "the tool"
+    return json.dumps({"reason": f"The user asks for exactly this, so {names} is called with the "
+                                 "values taken from the conversation."})

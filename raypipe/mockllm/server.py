@@ -35,6 +35,7 @@ from typing import Any, Callable
 Responder = Callable[[dict], Any]
 
 STATS_PATH = "/_raypipe/stats"
+TAG_HEADER = "X-Raypipe-Test-Tag"  # clients may tag their requests (LLMConfig.extra_headers)
 
 
 class ResponderError(Exception):
@@ -79,6 +80,9 @@ class ServerStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     ok_times: list = field(default_factory=list)  # time.time() of each 200 answer (first 1M)
+    # [time.time() of arrival, TAG_HEADER value or None, HTTP status] per request (first 1M):
+    # tells apart the traffic of several clients (e.g. two jobs) in time
+    arrivals: list = field(default_factory=list)
 
     def ok_rate(self) -> float:
         """200 answers per second between the first request and the last answer (n answers
@@ -222,6 +226,15 @@ class _App:
         return web.json_response(body, status=status, headers=headers)
 
     async def chat(self, request):
+        entry = [time.time(), request.headers.get(TAG_HEADER), None]
+        with self.lock:
+            if len(self.stats.arrivals) < 1_000_000:
+                self.stats.arrivals.append(entry)
+        response = await self._chat(request)
+        entry[2] = response.status  # a dropped connection reads 500
+        return response
+
+    async def _chat(self, request):
         from aiohttp import web
 
         now = time.time()
