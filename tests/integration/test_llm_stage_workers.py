@@ -12,7 +12,7 @@ from ray import cloudpickle
 
 from raypipe.io.dataset import read_committed
 from raypipe.llm import LLMConfig, LLMStage, run_stage
-from raypipe.testing.server import MockLLMServer
+from raypipe.mockllm.server import MockLLMServer
 
 pytestmark = pytest.mark.integration
 
