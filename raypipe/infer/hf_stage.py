@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-PAD_TO_MULTIPLE = 64  # as raypipe.train pads the vocabulary
+from raypipe.templates.tokens import PAD_TO_MULTIPLE
+
 OUTPUT_COLUMNS = ("generated_text", "finish_reason", "num_input_tokens", "num_generated_tokens", "error")
 
 

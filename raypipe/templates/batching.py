@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-IGNORE_INDEX = -100
+from raypipe.templates.tokens import IGNORE_INDEX
 
 
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:

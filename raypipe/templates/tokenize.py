@@ -19,8 +19,8 @@ from raypipe.schema import Sample
 from raypipe.templates.errors import NothingToTrain
 from raypipe.templates.formats import FormatConfig, format_name, get_format, special_tokens
 from raypipe.templates.render import render_spans
+from raypipe.templates.tokens import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 
 
 class TokenizationDrift(ValueError):

@@ -21,20 +21,21 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-IGNORE = -100
+from raypipe.templates.tokens import IGNORE_INDEX
+
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "raypipe_varlen_sdpa")
 PACKING_ATTENTION = ("sdpa", "eager", *VARLEN_ATTENTION)  # implementations that keep samples apart
 
 
 def collate(rows: Sequence[dict], pad_id: int, device, prefix: str = "") -> dict[str, Any]:
-    """Right-pad a micro-batch to its longest row. Padding carries no loss (IGNORE labels)."""
+    """Right-pad a micro-batch to its longest row. Padding carries no loss (IGNORE_INDEX labels)."""
     import torch
 
     ids = [r[prefix + "input_ids"] for r in rows]
     labels = [r[prefix + "labels"] for r in rows]
     width = max(len(x) for x in ids)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    label_t = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     source = torch.zeros((len(rows), width), dtype=torch.long)
     for i, (x, y) in enumerate(zip(ids, labels)):
@@ -65,7 +66,7 @@ def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, 
 
     n = len(units)
     input_ids = torch.full((n, pack_len), pad_id, dtype=torch.long)
-    labels = torch.full((n, pack_len), IGNORE, dtype=torch.long)
+    labels = torch.full((n, pack_len), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((n, pack_len), dtype=torch.long)
     source = torch.zeros((n, pack_len), dtype=torch.long)
     masks, lengths, real = [], [], 0
@@ -77,7 +78,7 @@ def collate_packed(units: Sequence[Sequence[dict]], pack_len: int, pad_id: int, 
                 raise ValueError(f"packed row {b} holds more than pack_len {pack_len} tokens")
             input_ids[b, at:at + k] = torch.tensor(r["input_ids"], dtype=torch.long)
             row_labels = torch.tensor(r["labels"], dtype=torch.long)
-            row_labels[0] = IGNORE
+            row_labels[0] = IGNORE_INDEX
             labels[b, at:at + k] = row_labels
             position_ids[b, at:at + k] = torch.arange(k)
             source[b, at:at + k] = int(r.get("source_idx", 0))

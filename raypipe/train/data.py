@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from raypipe.errors import RaypipeError
+from raypipe.templates.tokens import IGNORE_INDEX
 from raypipe.train.config import DataSource, TrainConfig, check_vocab
-
-IGNORE = -100
 
 
 @dataclass
@@ -168,7 +167,7 @@ def index_file(path: str, max_seq_len: int, pairs: bool = False):
     n = table.num_rows
     lengths = [_list_lengths(table[c]) for c in ids_cols]
     longest = np.maximum.reduce(lengths) if lengths else np.zeros(n, np.int64)
-    trained = _count_per_row(table[label_col], lambda v: v != IGNORE)
+    trained = _count_per_row(table[label_col], lambda v: v != IGNORE_INDEX)
     max_id = np.maximum.reduce([_max_per_row(table[c]) for c in ids_cols])
     reason = np.full(n, None, dtype=object)
     no_train = trained == 0

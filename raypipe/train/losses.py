@@ -6,11 +6,11 @@ tool results, padding). Position t's logits predict token t+1.
 
 from __future__ import annotations
 
-IGNORE = -100
+from raypipe.templates.tokens import IGNORE_INDEX
 
 
 def token_logps(logits, labels):
-    """Log-probability of every next token, 0 where the label is IGNORE.
+    """Log-probability of every next token, 0 where the label is IGNORE_INDEX.
 
     Returns (logps [B, T-1], mask [B, T-1]). Cross-entropy in fp32 without materialising a
     full log-softmax copy of the logits (it matters at 32k+ vocabularies).
@@ -22,10 +22,10 @@ def token_logps(logits, labels):
     nll = F.cross_entropy(
         shift_logits.reshape(-1, shift_logits.size(-1)),
         targets.reshape(-1),
-        ignore_index=IGNORE,
+        ignore_index=IGNORE_INDEX,
         reduction="none",
     ).view(targets.shape)
-    return -nll, targets != IGNORE
+    return -nll, targets != IGNORE_INDEX
 
 
 def sequence_logps(logits, labels):

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from raypipe.config import load_config
+from raypipe.templates.tokens import IGNORE_INDEX
 from raypipe.train.config import MDPOConfig
-from raypipe.train.losses import IGNORE, mdpo_batch_loss
+from raypipe.train.losses import mdpo_batch_loss
 from raypipe.train.worker import (
     StepLog,
     TrainState,
@@ -55,7 +56,7 @@ def mdpo_loop(spec: dict[str, Any]) -> None:
             log.start_step()
             # one batch per micro-batch: the positive trajectories, then the negative ones
             batches = [pair_batch(units, spec["pad_id"], session.device) for units in micro_batches]
-            local_tokens = sum(int((b["sft_labels"][:, 1:] != IGNORE).sum()) for b in batches)
+            local_tokens = sum(int((b["sft_labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
             global_tokens = all_reduce_sum(torch.tensor(float(local_tokens), device=session.device))
             sums = torch.zeros(6, device=session.device)  # nll, dpo, margin, correct, chosen, rejected
             input_tokens = 0
@@ -112,7 +113,7 @@ def pair_batch(units: list[list[dict]], pad_id: int, device) -> dict:
     both = [{"input_ids": r["chosen_input_ids"], "labels": r["chosen_dpo_labels"]} for r in rows]
     both += [{"input_ids": r["rejected_input_ids"], "labels": r["rejected_labels"]} for r in rows]
     batch = collate(both, pad_id, device)
-    sft = torch.full_like(batch["labels"], IGNORE)
+    sft = torch.full_like(batch["labels"], IGNORE_INDEX)
     for i, r in enumerate(rows):
         sft[i, : len(r["chosen_labels"])] = torch.tensor(r["chosen_labels"], dtype=torch.long)
     batch["sft_labels"] = sft

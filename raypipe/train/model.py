@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from raypipe.templates.tokens import PAD_TO_MULTIPLE
 from raypipe.train.config import LoraSettings
 
-PAD_TO_MULTIPLE = 64
 RESERVED_TOKEN = "<|raypipe_reserved_{}|>"
 
 

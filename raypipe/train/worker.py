@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from raypipe.templates.tokens import IGNORE_INDEX
 from raypipe.train.batches import collate  # noqa: F401  (re-exported: recipes and tests use it from here)
 from raypipe.train.config import TrainConfig
 from raypipe.train.deepspeed_config import build_deepspeed_config
-from raypipe.train.losses import IGNORE
 from raypipe.train.metrics import gpu_peak_tflops, mfu
 from raypipe.train.session import CHECKPOINT_DONE, LocalSession, RaySession, init_distributed
 
@@ -142,7 +142,7 @@ def trainable_tokens(batches: list[dict], device):
     """Trained tokens of this step's micro-batches summed over all workers (a float tensor)."""
     import torch
 
-    local = sum(int((b["labels"][:, 1:] != IGNORE).sum()) for b in batches)
+    local = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
     return all_reduce_sum(torch.tensor(float(local), device=device))
 
 

@@ -6,7 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from raypipe.train.losses import IGNORE, mdpo_batch_loss, nll_sum_and_count, sequence_logps  # noqa: E402
+from raypipe.templates.tokens import IGNORE_INDEX  # noqa: E402
+from raypipe.train.losses import mdpo_batch_loss, nll_sum_and_count, sequence_logps  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -28,8 +29,8 @@ def test_loss_is_the_mean_over_all_trained_tokens_not_a_mean_of_sample_means():
     # sample A: 1 trained token at p=0.5; sample B: 3 trained tokens at p=0.25
     a = logits_for([0.9, 0.5, 0.9, 0.9], [0, 1, 2, 3, 3])
     b = logits_for([0.9, 0.25, 0.25, 0.25], [0, 1, 2, 3, 1])
-    labels_a = torch.tensor([[IGNORE, IGNORE, 2, IGNORE, IGNORE]])
-    labels_b = torch.tensor([[IGNORE, IGNORE, 2, 3, 1]])
+    labels_a = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, IGNORE_INDEX, IGNORE_INDEX]])
+    labels_b = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 2, 3, 1]])
     nll_a, n_a = nll_sum_and_count(a[None], labels_a)
     nll_b, n_b = nll_sum_and_count(b[None], labels_b)
     assert (int(n_a), int(n_b)) == (1, 3)
@@ -43,7 +44,7 @@ def test_loss_is_the_mean_over_all_trained_tokens_not_a_mean_of_sample_means():
 def test_mdpo_loss_matches_a_hand_computed_two_turn_example():
     # tokens: [user, A1a, A1b, tool, A2] -- two assistant turns, one tool result in between
     ids = [0, 1, 2, 3, 1]
-    labels = torch.tensor([IGNORE, 1, 2, IGNORE, 1])
+    labels = torch.tensor([IGNORE_INDEX, 1, 2, IGNORE_INDEX, 1])
     # next-token probabilities at positions 0..3 (for tokens 1..4); position 2 predicts the tool
     # result, which is masked, so its probability must not matter
     pos_policy, pos_ref = [0.5, 0.25, 0.1, 0.5], [0.25, 0.25, 0.7, 0.25]
@@ -73,7 +74,7 @@ def test_mdpo_loss_matches_a_hand_computed_two_turn_example():
 
 def test_mdpo_gradient_raises_the_positive_and_lowers_the_negative():
     ids = [0, 1, 2, 3, 1]
-    labels = torch.tensor([[IGNORE, 1, 2, IGNORE, 1]] * 2)
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2, IGNORE_INDEX, 1]] * 2)
     logits = torch.stack([logits_for([0.3] * 4, ids), logits_for([0.3] * 4, ids)]).requires_grad_()
     loss, _ = mdpo_batch_loss(logits, logits.detach(), labels, eta=1.0, sft_weight=0.0, dpo_weight=1.0,
                               total_tokens=3, total_pairs=1)
