@@ -1,6 +1,6 @@
 """Tokenize a sample (or DPO pair) dataset for training, on Ray Data or in this process.
 
-    out_dir/
+    out_dir/              a dataset under the commit contract (raypipe/io/dataset.py)
       data/*.parquet      samples: id, source, input_ids list<int32>, labels list<int32>,
                           num_tokens, num_trained
                           pairs: id, source, chosen_input_ids, chosen_labels, chosen_dpo_labels,
@@ -13,8 +13,10 @@
                           and the fingerprint of inputs and options (a training run reuses a
                           tokenized folder only when it matches)
 
-Every read and write of tokenized data goes through the functions at the end of this module
-(`tokenized_files`, `_write_*`), so switching to the dataset commit contract is one change.
+Tokenized data follows the commit contract like every dataset raypipe writes: each block is
+one commit named by the hash of its ids, a re-run writes a new generation that becomes the
+dataset only once complete (a failed re-run leaves the last good output readable), and readers
+(`tokenized_files`) see only committed files.
 """
 
 from __future__ import annotations
@@ -238,13 +240,12 @@ def _summary(parts, *, inputs, fmt, train_on, max_tokens, tokenizer_path, tokeni
 
 
 def _prepare(inputs, out_dir: str, tokenizer_path: str, fmt, train_on: str, max_tokens, pairs: bool):
-    """The tokenizer (+ the format's special tokens, saved under out/tokenizer) and the options'
-    fingerprint."""
+    """The tokenizer (+ the format's special tokens; saved under out/tokenizer by `_save_tokenizer`
+    once the run holds the output folder) and the options' fingerprint."""
     from transformers import AutoTokenizer
 
     from raypipe.errors import RaypipeError
     from raypipe.io import fs
-    from raypipe.templates.jinja import save_tokenizer
     from raypipe.templates.tokenize import add_special_tokens
 
     if train_on not in ("all", "last"):
@@ -253,7 +254,6 @@ def _prepare(inputs, out_dir: str, tokenizer_path: str, fmt, train_on: str, max_
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     added = add_special_tokens(tokenizer, fmt)
     tokenizer_dir = fs.join(out_dir, "tokenizer")
-    save_tokenizer(tokenizer, fmt, tokenizer_dir)
     files = _input_files(inputs, pairs)
     fingerprint = input_fingerprint(files, {
         "format": fmt.to_dict(), "train_on": train_on, "max_tokens": max_tokens, "pairs": pairs,
@@ -261,8 +261,14 @@ def _prepare(inputs, out_dir: str, tokenizer_path: str, fmt, train_on: str, max_
     })
     info = {"inputs": inputs, "fmt": fmt, "train_on": train_on, "max_tokens": max_tokens,
             "tokenizer_path": tokenizer_path, "tokenizer_dir": tokenizer_dir, "added": added,
-            "vocab_size": len(tokenizer), "pairs": pairs, "fingerprint": fingerprint}
+            "vocab_size": len(tokenizer), "pairs": pairs, "fingerprint": fingerprint, "tokenizer": tokenizer}
     return fmt, tokenizer_dir, files, info
+
+
+def _save_tokenizer(info: dict[str, Any]) -> None:
+    from raypipe.templates.jinja import save_tokenizer
+
+    save_tokenizer(info.pop("tokenizer"), info["fmt"], info["tokenizer_dir"])
 
 
 def tokenize_dataset(
@@ -283,23 +289,24 @@ def tokenize_dataset(
     import ray.data
 
     from raypipe.io import read_samples
+    from raypipe.io.dataset import begin_write
 
     fmt, tokenizer_dir, files, info = _prepare(inputs, out_dir, tokenizer_path, fmt, train_on, max_tokens, pairs)
     if reuse and (prior := _current(out_dir, info["fingerprint"])):
         return prior
-    source = ray.data.read_parquet(files) if pairs else read_samples(files)
-    staged = source.map_batches(
-        TokenizeStage,
-        fn_constructor_kwargs={"tokenizer_dir": tokenizer_dir, "fmt": fmt.to_dict(), "train_on": train_on,
-                               "max_tokens": max_tokens, "pairs": pairs},
-        # an autoscaling pool (1..num_workers actors) never takes every CPU from the read tasks
-        batch_format="pyarrow", batch_size=256, concurrency=(1, max(1, num_workers)),
-    ).materialize()  # computed once, then split into data and rejects
-    _write_ray(staged, out_dir, pairs)
-    parts = staged.map_batches(_batch_counts, batch_format="pyarrow", batch_size=None).take_all()
-    summary = _summary(parts, **info)
-    _write_summary(out_dir, summary)
-    return summary
+    with begin_write(out_dir, STAGE, files) as writer:
+        _save_tokenizer(info)
+        source = ray.data.read_parquet(files) if pairs else read_samples(files)
+        staged = source.map_batches(
+            TokenizeStage,
+            fn_constructor_kwargs={"tokenizer_dir": tokenizer_dir, "fmt": fmt.to_dict(), "train_on": train_on,
+                                   "max_tokens": max_tokens, "pairs": pairs},
+            # an autoscaling pool (1..num_workers actors) never takes every CPU from the read tasks
+            batch_format="pyarrow", batch_size=256, concurrency=(1, max(1, num_workers)),
+        ).materialize()  # computed once, then committed block by block
+        parts = staged.map_batches(_commit_block, fn_kwargs={"writer": writer, "pairs": pairs},
+                                   batch_format="pyarrow", batch_size=None).take_all()
+        return _finalize(writer, parts, info)
 
 
 def tokenize_local(
@@ -316,18 +323,18 @@ def tokenize_local(
 ) -> dict[str, Any]:
     """`tokenize_dataset` in this process, without Ray (training alone, `num_workers: 0`):
     the same stage, the same output layout."""
-    import pyarrow as pa
+    from raypipe.io.dataset import begin_write
 
     fmt, tokenizer_dir, files, info = _prepare(inputs, out_dir, tokenizer_path, fmt, train_on, max_tokens, pairs)
     if reuse and (prior := _current(out_dir, info["fingerprint"])):
         return prior
-    stage = TokenizeStage(tokenizer_dir, fmt.to_dict(), train_on, max_tokens, pairs)
-    staged = [stage(batch) for batch in _local_batches(files, pairs, batch_rows)]
-    table = pa.concat_tables(staged) if staged else _stage_schema(pairs).empty_table()
-    _write_local(table, out_dir, pairs)
-    summary = _summary(_batch_counts(table).to_pylist(), **info)
-    _write_summary(out_dir, summary)
-    return summary
+    with begin_write(out_dir, STAGE, files) as writer:
+        _save_tokenizer(info)
+        stage = TokenizeStage(tokenizer_dir, fmt.to_dict(), train_on, max_tokens, pairs)
+        parts = []
+        for batch in _local_batches(files, pairs, batch_rows):
+            parts += _commit_block(stage(batch), writer, pairs).to_pylist()
+        return _finalize(writer, parts, info)
 
 
 def _local_batches(files: list[str], pairs: bool, batch_rows: int):
@@ -366,10 +373,11 @@ def _input_files(inputs: list[str], pairs: bool) -> list[str]:
 
 
 def tokenized_files(path: str) -> list[str]:
-    """The Parquet files of a tokenized dataset (a folder written by tokenize, a file or a glob)."""
-    from raypipe.io import fs
+    """The committed Parquet files of a tokenized dataset (a folder written by tokenize), or of
+    plain Parquet files and globs."""
+    from raypipe.io.dataset import expand_inputs
 
-    return [f for f in fs.expand(path, (".parquet",)) if f.endswith(".parquet")]
+    return [f for f in expand_inputs(path, (".parquet",)) if f.endswith(".parquet")]
 
 
 def read_summary(out_dir: str) -> dict[str, Any] | None:
@@ -380,46 +388,25 @@ def read_summary(out_dir: str) -> dict[str, Any] | None:
 
 
 def _current(out_dir: str, fingerprint: str) -> dict[str, Any] | None:
-    """The summary of an existing output made from the same inputs and options, else None."""
-    from raypipe.errors import RaypipeError
+    """The summary of an existing, complete output made from the same inputs and options."""
+    from raypipe.io.dataset import open_dataset
 
     prior = read_summary(out_dir)
-    if not prior or prior.get("fingerprint") != fingerprint:
-        return None
-    try:
-        tokenized_files(out_dir)
-    except RaypipeError:  # data files gone
+    if not prior or prior.get("fingerprint") != fingerprint or not open_dataset(out_dir).complete:
         return None
     return {**prior, "reused": True}
 
 
-def _write_summary(out_dir: str, summary: dict[str, Any]) -> None:
-    from raypipe.io import fs
-
-    fs.write_text(fs.join(out_dir, "summary.json"), json.dumps(summary, indent=2) + "\n")
-
-
-def _clear(out_dir: str) -> tuple[str, str]:
-    from raypipe.io import fs
-
-    data_dir, rejects_dir = fs.join(out_dir, "data"), fs.join(out_dir, "rejects")
-    for folder in (data_dir, rejects_dir):
-        fs.make_dirs(folder)
-        fs.remove_files(folder, "")
-    return data_dir, rejects_dir
+def _commit_block(block, writer, pairs: bool):
+    """One commit per block of staged rows, named by the hash of its ids (a retried task
+    rewrites its own commit); returns the block's counts."""
+    ids = block.column("id").to_pylist()
+    name = "b" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:20]
+    writer.commit(name, data=_split(block, False, pairs), rejects=_split(block, True, pairs))
+    return _batch_counts(block)
 
 
-def _write_ray(staged, out_dir: str, pairs: bool) -> None:
-    data_dir, rejects_dir = _clear(out_dir)
-    staged.map_batches(_split, fn_kwargs={"rejected": False, "pairs": pairs}, batch_format="pyarrow").write_parquet(data_dir)
-    staged.map_batches(_split, fn_kwargs={"rejected": True, "pairs": pairs}, batch_format="pyarrow").write_parquet(rejects_dir)
-
-
-def _write_local(table, out_dir: str, pairs: bool) -> None:
-    import pyarrow.parquet as pq
-
-    from raypipe.io import fs
-
-    data_dir, rejects_dir = _clear(out_dir)
-    pq.write_table(_split(table, False, pairs), fs.join(data_dir, "part-00000.parquet"))
-    pq.write_table(_split(table, True, pairs), fs.join(rejects_dir, "part-00000.parquet"))
+def _finalize(writer, parts: list[dict], info: dict[str, Any]) -> dict[str, Any]:
+    summary = _summary(parts, **info)
+    writer.finalize(rows_in=summary["rows_in"], summary=summary)
+    return summary

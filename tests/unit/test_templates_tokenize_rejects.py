@@ -4,6 +4,7 @@ a format without the Decision Token, and DPO pairs whose sides cannot be compare
 turn. Called without Ray (the stage is a plain class)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,31 @@ def test_a_pair_whose_negative_calls_an_undeclared_function_is_rejected(tokenize
     row = {"id": "p2", "chosen": chosen.to_row(), "rejected": bad.to_row(), "turn": 1, "source": "t"}
     out = stage(tokenizer_dir, pairs=True).pair(row)
     assert out["reason"] == "rejected: invalid sample: messages[1].tool_calls[0].name: undeclared function 'nope'"
+
+
+def test_tokenized_data_follows_the_commit_contract(tokenizer_dir, tmp_path, monkeypatch):
+    """A re-run that fails leaves the last good output readable; a file no commit names is
+    invisible; counts add up (in = out + rejected)."""
+    import raypipe.templates.tokenize_stage as ts
+    from raypipe.io.dataset import open_dataset
+
+    inputs = tmp_path / "in.jsonl"
+    samples = [call_sample(), call_sample(name="book_flight")]
+    inputs.write_text("".join(json.dumps(s.to_dict()) + "\n" for s in samples), encoding="utf-8")
+    out = tmp_path / "tok"
+    first = ts.tokenize_local([str(inputs)], str(out), tokenizer_dir, "tools-dt")
+    assert (first["rows_in"], first["rows_out"], first["rejected"]) == (2, 1, 1)
+    good = ts.tokenized_files(str(out))
+    assert len(good) == 1 and open_dataset(str(out)).complete
+
+    (out / "data" / "orphan.parquet").write_bytes(Path(good[0]).read_bytes())  # an orphan
+    assert ts.tokenized_files(str(out)) == good
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed mid-run")
+
+    monkeypatch.setattr(ts, "_finalize", crash)  # the re-run dies after committing its blocks
+    with pytest.raises(RuntimeError):
+        ts.tokenize_local([str(inputs)], str(out), tokenizer_dir, "tools-dt", max_tokens=4)
+    assert ts.tokenized_files(str(out)) == good  # the last good output, still whole
+    assert ts.read_summary(str(out))["rows_out"] == 1
