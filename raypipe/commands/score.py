@@ -57,7 +57,6 @@ class ScoreBfclConfig:
 
 def score_bfcl(cfg: ScoreBfclConfig, log=print) -> dict:
     """Score, write the report and its manifest, log the summary table and the time."""
-    import json
     import time
     from pathlib import Path
 

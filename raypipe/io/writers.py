@@ -167,7 +167,7 @@ def write_samples(ds_or_samples: Any, out_dir: str, *, rejects: Any = None,
     check_shard_rows(shard_rows)
     with begin_write(out_dir, stage, inputs) as writer:
         if _is_ray_dataset(ds_or_samples):
-            data = _commit_dataset(ds_or_samples, writer, DATA, shard_rows, order_column)
+            _commit_dataset(ds_or_samples, writer, DATA, shard_rows, order_column)
             bad = _commit_dataset(rejects, writer, REJECTS, shard_rows, None) if _is_ray_dataset(rejects) else None
             if bad is None:
                 sw = ShardWriter(writer, REJECTS, rejects_schema(), "rejects", "parquet", shard_rows)

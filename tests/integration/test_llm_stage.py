@@ -11,7 +11,6 @@ import textwrap
 import time
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from raypipe.errors import FatalJobError

@@ -18,7 +18,7 @@ from raypipe.cli import main
 from raypipe.config import ConfigError, input_paths, load_config, number, output_path, short_repr
 from raypipe.data import SAMPLES_JSONL
 from raypipe.errors import RaypipeError
-from raypipe.jobs import check_job_file, load_job
+from raypipe.jobs import load_job
 
 pytestmark = pytest.mark.unit
 

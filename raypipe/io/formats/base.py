@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from raypipe import safejson
-from raypipe.schema import Lineage, Message, Sample, ToolCall, content_id
+from raypipe.schema import Lineage, Message, Sample, ToolCall
 
 
 class ConversionError(ValueError):
