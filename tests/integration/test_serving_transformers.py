@@ -72,6 +72,7 @@ def served(tmp_path_factory):
         data=[DataSource(path=str(data), kind="samples", ratio=8)], num_workers=0,
         global_batch_size=4, micro_batch_size=4, epochs=EPOCHS, lr=1e-2, warmup_steps=3,
         checkpoint_every=1000, log_every=20, merge=True,
+        pack=False,  # 2 samples x ratio 8 = 16 rows per epoch (packed they would fit one row)
     )
     summary = run_training(cfg, sft_loop)
     assert summary["steps"] == STEPS_PER_EPOCH * EPOCHS
