@@ -169,6 +169,8 @@ def load_study(path: str | Path, scale: str | None = None) -> Study:
                       f"or null, got {short_repr(value)}")
         arm = Arm(name=entry["name"], row=str(entry.get("row") or entry["name"]), paper=paper)
         known = {**variables, "arm": arm.name, "out": out}
+        # a var may name another (fc_data: ${out}/shared/fc): one level, resolved here
+        known = {k: _substitute(v, known, p, f"study.vars.{k}") for k, v in known.items()}
         # an arm's vars may name the scale's (nf_count: "${nf_1k}"): one arm list for every scale
         arm_vars = _substitute(_mapping(entry, "vars", p, f"{where}.vars"), known, p, f"{where}.vars")
         known.update(arm_vars)
@@ -220,14 +222,14 @@ def check_study(study: Study) -> None:
     problems: list[str] = []
     for arm in study.arms:
         planned = []
-        for i, s in enumerate(arm.steps):
+        for s in arm.steps:
             where = f"arms.{arm.name}.steps.{s.name}.{s.kind}"
             try:
                 s.config = load_config(registry[s.kind].config, s.raw, where=where, file=study.file)
             except ConfigError as exc:
                 problems.extend(exc.problems)
                 s.config = None
-            planned.append(PlannedStep(label=f"{i}:{s.kind}", step=registry[s.kind], config=s.config,
+            planned.append(PlannedStep(label=f"{s.name}:{s.kind}", step=registry[s.kind], config=s.config,
                                        file=study.file, raw=s.raw))
         problems += [f"arm {arm.name}: {x}" for x in check_job(planned)]
     if problems:

@@ -185,7 +185,13 @@ def test_paper_study_files_check_at_both_scales():
         assert is_study_file(path)
         for scale in (None, "tiny"):
             study = load_study(path, scale=scale)
-            check_study(study)  # `raypipe run --check` does exactly this
+            try:
+                check_study(study)  # `raypipe run --check` does exactly this
+            except ConfigError as exc:
+                # table1's MT-Bench questions (FastChat's question.jsonl) are not fetched by
+                # name: at full scale the check says where to put them, and nothing else
+                assert path.name == "table1.yaml" and scale is None
+                assert all("data/paper/mt_bench/question.jsonl: no such file" in p for p in exc.problems)
             assert len(study.arms) >= 2 and study.compare
             full = scale is None
             train = [s for s in study.arms[0].steps if s.kind == "train_sft"][0]
