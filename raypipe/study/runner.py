@@ -35,6 +35,10 @@ def run_study(study: Study, address: str | None = None) -> dict:
     from raypipe.jobs import init_ray
     from raypipe.registry import JobContext
 
+    from raypipe.study.spec import check_study
+
+    if any(s.config is None for a in study.arms for s in a.steps):
+        check_study(study)  # typed configs (and a bad path fails now, not after arm 1's training)
     registry = all_steps()
     out = Path(study.out)
     (out / ".study" / "done").mkdir(parents=True, exist_ok=True)
