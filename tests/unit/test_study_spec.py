@@ -128,6 +128,19 @@ def test_run_shares_steps_resumes_and_isolates_a_failed_arm(tmp_path, fake_steps
     assert sorted(CALLS) == [f"demo/a:{out}/a/train", f"demo/c:{out}/c/train"]
 
 
+def test_cli_exit_status_says_an_arm_failed(tmp_path, fake_steps, capsys):
+    from argparse import Namespace
+
+    from raypipe.commands.run import _run_study
+
+    args = Namespace(job=str(write(tmp_path)), scale="tiny", check=False, address=None)
+    assert _run_study(args) == 1  # arm c fails; a and b still ran
+    assert "arm c FAILED: RuntimeError: boom in train" in capsys.readouterr().out
+    args.check = True
+    assert _run_study(args) == 0
+    assert "ok (study demo, tiny scale: 3 arms, 4 distinct steps)"  # prep once + 3 trains in capsys.readouterr().out
+
+
 def test_a_failed_shared_step_fails_each_arm_once(tmp_path, fake_steps):
     text = STUDY.replace('rows: "${{count}}"}}', 'rows: "${{count}}", fail: true}}')
     state = runner.run_study(check(load_study(write(tmp_path, text), scale="tiny")))
@@ -173,6 +186,9 @@ def test_cli_bad_study_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2
     assert r.stderr.startswith("raypipe: error:") and f"{path}:5: study.arms[0].paper.ast" in r.stderr
     assert "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "raypipe.cli", "run", "jobs/paper/table2.yaml", "--check", "--scale", "tiny"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "ok (study table2, tiny scale: 6 arms, 17 distinct steps)" in r.stdout
     job = ROOT / "jobs" / "quickstart.yaml"
     r = subprocess.run([sys.executable, "-m", "raypipe.cli", "run", str(job), "--check", "--scale", "tiny"],
                        capture_output=True, text=True, cwd=ROOT)
