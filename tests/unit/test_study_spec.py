@@ -213,3 +213,11 @@ def test_paper_study_files_check_at_both_scales():
             train = [s for s in study.arms[0].steps if s.kind == "train_sft"][0]
             assert (train.raw["model"] == "MediaTek-Research/Breeze-7B-Instruct-v1_0") == full
     assert not is_study_file(ROOT / "jobs" / "quickstart.yaml")
+
+
+def test_tiny_tc_data_is_the_zh_tw_subset_of_the_shipped_samples():
+    data = ROOT / "raypipe" / "data"
+    shipped = set((data / "samples.jsonl").read_text().splitlines())
+    tc = (data / "fc_zhtw.jsonl").read_text().splitlines()
+    assert tc and all(line in shipped and json.loads(line)["lang"] == "zh-TW" for line in tc)
+    assert len(tc) == sum(json.loads(line)["lang"] == "zh-TW" for line in shipped)
