@@ -156,8 +156,9 @@ def load_study(path: str | Path, scale: str | None = None) -> Study:
             continue
         for key in sorted(set(entry) - ARM_KEYS, key=str):
             p.add(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(ARM_KEYS))})")
-        if not re.fullmatch(r"[A-Za-z0-9_.-]+", entry["name"]) or entry["name"] in {a.name for a in arms}:
-            p.add(f"{where}.name", f"{entry['name']!r}: arm names are unique and use letters, digits, _ . -")
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", entry["name"]) or entry["name"] in {a.name for a in arms}:
+            p.add(f"{where}.name", f"{entry['name']!r}: arm names are unique, name a folder (${arm}) and use "
+                  "letters, digits, _ . - (not first)")
         overrides = _mapping(entry, "overrides", p, f"{where}.overrides")
         for step_name in overrides:
             if step_name not in base:
@@ -205,7 +206,7 @@ def load_study(path: str | Path, scale: str | None = None) -> Study:
     except ConfigError as exc:
         p.problems.extend(exc.problems)
     if p.problems:
-        raise ConfigError(p.problems)
+        raise ConfigError(list(dict.fromkeys(p.problems)))  # a base step's problem is every arm's
     return Study(name=str(spec["name"]), file=name, out=out, scale=scale or "full", metrics=metrics,
                  arms=arms, compare=compare, description=str(spec.get("description") or ""),
                  paper=str(spec.get("paper") or ""), ray=ray)

@@ -162,6 +162,8 @@ def check(study):
     (lambda t: t.replace("[[a, b]]", "[[a, z]]"), "study.compare[0]: expected a pair of arm names"),
     (lambda t: t.replace('"${{out}}/${{arm}}/train"', '"${{out}}/train"'), "write"),
     (lambda t: t.replace("ast_summary: 85.25", "ast_summary: high"), "study.arms[0].paper.ast_summary"),
+    (lambda t: t.replace("- name: c\n", "- name: ..\n"), "study.arms[2].name: '..': arm names are unique"),
+    (lambda t: t.replace("- name: c\n", "- name: a\n"), "study.arms[2].name: 'a': arm names are unique"),
     (lambda t: t.replace("  name: demo\n", "  name: demo\n  max_concurrent_arms: 4\n"), "only 1 is supported"),
 ])
 def test_bad_study_file_names_file_and_field(tmp_path, fake_steps, edit, message):
@@ -169,6 +171,7 @@ def test_bad_study_file_names_file_and_field(tmp_path, fake_steps, edit, message
     with pytest.raises(ConfigError) as exc:
         load_study(path, scale="tiny")
     assert message in str(exc.value) and str(path) in str(exc.value)
+    assert len(exc.value.problems) == len(set(exc.value.problems))  # a base step's problem once, not per arm
 
 
 def test_bad_step_config_and_unknown_scale(tmp_path, fake_steps):
