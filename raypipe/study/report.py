@@ -56,7 +56,7 @@ def _outcomes(arm: dict) -> dict[str, Any]:
         from raypipe.eval.bfcl_categories import IRRELEVANCE, NON_LIVE_AST
         from raypipe.eval.scoring import read_result_files
 
-        report = json.loads((Path(bfcl) / "REPORT.json").read_text(encoding="utf-8"))
+        report = _read_json(Path(bfcl) / "REPORT.json")
         version = report.get("version") or "v1"
         categories = report.get("categories") or {}
         results = read_result_files(Path(bfcl) / "results")
@@ -75,13 +75,23 @@ def _outcomes(arm: dict) -> dict[str, Any]:
                                         "ci95": stats.wilson(sum(rel.values()), len(rel)), "items": rel}
     mtbench = (arm.get("evals") or {}).get("mtbench")
     if mtbench and (Path(mtbench) / "MTBENCH.json").is_file():
-        summary = json.loads((Path(mtbench) / "MTBENCH.json").read_text(encoding="utf-8"))
+        summary = _read_json(Path(mtbench) / "MTBENCH.json")
         ratings = _ratings(Path(mtbench) / "judgments" / "data")
         values = list(ratings.values())
         # the interval of one arm's mean: the bootstrap of (ratings - 0)
         ci = stats.paired_bootstrap([0.0] * len(values), values)["ci95"] if values else None
         found["mt_bench"] = {"value": summary.get("score"), "ci95": ci, "items": ratings}
     return found
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise RaypipeError(f"{path}: not valid JSON ({exc}); re-run that evaluation") from None
+    if not isinstance(data, dict):
+        raise RaypipeError(f"{path}: expected a JSON object")
+    return data
 
 
 def _ratings(folder: Path) -> dict[str, float]:

@@ -95,6 +95,12 @@ def test_report_without_a_study_is_one_clear_error(tmp_path):
         write_study_report(tmp_path)
     r = subprocess.run([sys.executable, "-m", "raypipe.cli", "report"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("raypipe: error: report: give RUN_DIR")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "REPORT.json").write_text("{truncated")
+    (tmp_path / "study.json").write_text(json.dumps({"arms": {"a": {"evals": {"bfcl": str(run)}}}}))
+    with pytest.raises(RaypipeError, match=r"REPORT.json: not valid JSON"):
+        write_study_report(tmp_path)
 
 
 def test_fetch_hf_uses_the_hub_code_once(tmp_path, monkeypatch):
