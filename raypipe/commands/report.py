@@ -22,14 +22,30 @@ def _step(cfg: ReportConfig, job) -> dict:
 
 
 def _add(p) -> None:
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+    p.add_argument("runs", nargs="*", metavar="RUN_DIR",
                    help="run directories holding REPORT.json and/or MTBENCH.json")
-    p.add_argument("--out", required=True, help="where report.json, report.md and report.png go")
+    p.add_argument("--study", default=None, metavar="DIR",
+                   help="a study's out folder (raypipe run STUDY.yaml): its table beside the paper's, "
+                   "95%% CIs and paired tests; writes DIR/report/ unless --out")
+    p.add_argument("--out", default=None, help="where report.json, report.md and report.png go")
     p.add_argument("--names", nargs="+", default=None, help="display names, one per RUN_DIR")
 
 
 def _run(args) -> int:
+    from raypipe.errors import RaypipeError
     from raypipe.eval.report import write_report
+
+    if args.study is not None:
+        if args.runs:
+            raise RaypipeError("report: give RUN_DIR... or --study DIR, not both")
+        from raypipe.study.report import write_study_report
+
+        written = write_study_report(args.study, args.out)
+        print(open(written["markdown"], encoding="utf-8").read())
+        print(f"wrote {written['json']}, {written['markdown']}, {written['png']}")
+        return 0
+    if not args.runs or args.out is None:
+        raise RaypipeError("report: give RUN_DIR... and --out DIR (or --study DIR)")
 
     written = write_report(args.runs, args.out, names=args.names)
     print(open(written["markdown"], encoding="utf-8").read())

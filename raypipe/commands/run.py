@@ -17,17 +17,41 @@ def _add(p) -> None:
                    help="check everything that can be checked without running (keys, types, ranges, "
                    "URLs, key variable names, inputs exist, outputs writable and not inputs); "
                    "report every problem, exit 2 if there is any")
+    p.add_argument("--scale", default=None,
+                   help="study files only (a top-level `study:` key): run the scale of that name kept in "
+                   "the file, e.g. `tiny` (CPU, tiny model, mini data); default: the paper's full scale")
 
 
 def _run(args) -> int:
+    from raypipe.errors import RaypipeError
     from raypipe.jobs import check_job_file, run_job
+    from raypipe.study.spec import is_study_file
 
+    if is_study_file(args.job):
+        return _run_study(args)
+    if args.scale is not None:
+        raise RaypipeError(f"{args.job}: --scale is for study files (a top-level `study:` key); this is a job file")
     if args.check:
         job, planned = check_job_file(args.job)
         print(f"{args.job}: ok ({len(planned)} steps: {', '.join(p.label for p in planned)})")
         return 0
     run_job(args.job, address=args.address)
     return 0
+
+
+def _run_study(args) -> int:
+    from raypipe.study.runner import run_study
+    from raypipe.study.spec import check_study, load_study
+
+    study = load_study(args.job, args.scale)
+    check_study(study)  # every arm's steps typed and their paths checked before anything runs
+    if args.check:
+        steps = sorted({s.fingerprint for a in study.arms for s in a.steps})
+        print(f"{args.job}: ok (study {study.name}, {study.scale} scale: {len(study.arms)} arms, "
+              f"{len(steps)} distinct steps)")
+        return 0
+    state = run_study(study, address=args.address)
+    return 0 if all(a["status"] == "done" for a in state["arms"].values()) else 1
 
 
 COMMANDS = [Command(path=("run",), help="run a job file (jobs/*.yaml)", add_arguments=_add, run=_run)]
