@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from raypipe.registry import Command
 
 
@@ -17,6 +19,7 @@ def _add(p) -> None:
                    help="check everything that can be checked without running (keys, types, ranges, "
                    "URLs, key variable names, inputs exist, outputs writable and not inputs); "
                    "report every problem, exit 2 if there is any")
+    p.add_argument("--arm", default=None, help=argparse.SUPPRESS)  # internal: one arm's driver (study runner)
     p.add_argument("--scale", default=None,
                    help="study files only (a top-level `study:` key): run the scale of that name kept in "
                    "the file, e.g. `tiny` (CPU, tiny model, mini data); default: the paper's full scale")
@@ -40,6 +43,7 @@ def _run(args) -> int:
 
 
 def _run_study(args) -> int:
+    from raypipe.errors import RaypipeError
     from raypipe.study.runner import run_study
     from raypipe.study.spec import check_study, load_study
 
@@ -50,7 +54,12 @@ def _run_study(args) -> int:
         print(f"{args.job}: ok (study {study.name}, {study.scale} scale: {len(study.arms)} arms, "
               f"{len(steps)} distinct steps)")
         return 0
-    state = run_study(study, address=args.address)
+    arm = getattr(args, "arm", None)
+    if arm is not None and arm not in {a.name for a in study.arms}:
+        raise RaypipeError(f"{args.job}: --arm: no arm named {arm!r}")
+    state = run_study(study, address=args.address, only_arm=arm)
+    if arm is not None:
+        return 0 if state["arms"][arm]["status"] == "done" else 1
     return 0 if all(a["status"] == "done" for a in state["arms"].values()) else 1
 
 

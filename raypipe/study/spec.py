@@ -78,8 +78,9 @@ class Study:
     compare: list[tuple[str, str]]
     description: str = ""
     paper: str = ""
-    max_concurrent_arms: int = 1
+    max_concurrent_arms: int = 1  # >1: each arm's own steps in its own driver (raypipe.study.runner)
     ray: Any = None  # raypipe.jobs.RayConfig
+    scale_arg: str | None = None  # the --scale given (None: the default, full), for the arms' drivers
 
 
 def is_study_file(path: str | Path) -> bool:
@@ -194,9 +195,9 @@ def load_study(path: str | Path, scale: str | None = None) -> Study:
         else:
             compare.append((pair[0], pair[1]))
     concurrent = spec.get("max_concurrent_arms", 1)
-    if concurrent != 1:
-        # Arms run one after another (docs/study.md says why); accepting another value would lie.
-        p.add("study.max_concurrent_arms", f"only 1 is supported, got {short_repr(concurrent)}")
+    if not isinstance(concurrent, int) or isinstance(concurrent, bool) or concurrent < 1:
+        p.add("study.max_concurrent_arms", f"expected a whole number >= 1, got {short_repr(concurrent)}")
+        concurrent = 1
     _check_outputs(arms, p)
     from raypipe.jobs import RayConfig
 
@@ -209,7 +210,8 @@ def load_study(path: str | Path, scale: str | None = None) -> Study:
         raise ConfigError(list(dict.fromkeys(p.problems)))  # a base step's problem is every arm's
     return Study(name=str(spec["name"]), file=name, out=out, scale=scale or "full", metrics=metrics,
                  arms=arms, compare=compare, description=str(spec.get("description") or ""),
-                 paper=str(spec.get("paper") or ""), ray=ray)
+                 paper=str(spec.get("paper") or ""), ray=ray, max_concurrent_arms=concurrent,
+                 scale_arg=scale)
 
 
 def check_study(study: Study) -> None:

@@ -164,7 +164,7 @@ def check(study):
     (lambda t: t.replace("ast_summary: 85.25", "ast_summary: high"), "study.arms[0].paper.ast_summary"),
     (lambda t: t.replace("- name: c\n", "- name: ..\n"), "study.arms[2].name: '..': arm names are unique"),
     (lambda t: t.replace("- name: c\n", "- name: a\n"), "study.arms[2].name: 'a': arm names are unique"),
-    (lambda t: t.replace("  name: demo\n", "  name: demo\n  max_concurrent_arms: 4\n"), "only 1 is supported"),
+    (lambda t: t.replace("  name: demo\n", "  name: demo\n  max_concurrent_arms: 0\n"), "study.max_concurrent_arms: expected a whole number >= 1"),
 ])
 def test_bad_study_file_names_file_and_field(tmp_path, fake_steps, edit, message):
     path = write(tmp_path, edit(STUDY))
@@ -224,3 +224,37 @@ def test_tiny_tc_data_is_the_zh_tw_subset_of_the_shipped_samples():
     tc = (data / "fc_zhtw.jsonl").read_text().splitlines()
     assert tc and all(line in shipped and json.loads(line)["lang"] == "zh-TW" for line in tc)
     assert len(tc) == sum(json.loads(line)["lang"] == "zh-TW" for line in shipped)
+
+
+PLAN_STUDY = """\
+study:
+  name: plan
+  out: {out}
+  max_concurrent_arms: 2
+  steps:
+    - {{name: prep, make: {{out: "${{out}}/shared/prep"}}}}
+    - {{name: own, make: {{out: "${{out}}/${{arm}}/own"}}}}
+    - {{name: mix, make: {{out: "${{out}}/shared/mix"}}}}
+    - {{name: train, make: {{out: "${{out}}/${{arm}}/train"}}}}
+    - {{name: eval, make: {{out: "${{out}}/${{arm}}/eval"}}}}
+  arms:
+    - name: a
+    - name: b
+    - name: c
+      overrides: {{mix: null}}
+"""
+
+
+def test_plan_runs_shared_steps_and_their_prerequisites_in_the_parent_and_tails_per_arm(tmp_path, fake_steps):
+    study = load_study(write(tmp_path, PLAN_STUDY))
+    assert study.max_concurrent_arms == 2
+    parent, tails = runner.plan(study)
+    # prep is in every arm; mix in a and b, after each arm's own (unshared) step: that step runs first, here
+    assert [(arm, study.arms["abc".index(arm)].steps[i].name) for arm, i in parent] == [
+        ("a", "prep"), ("a", "own"), ("a", "mix"), ("b", "own")]
+    names = {a.name: [s.name for s in a.steps] for a in study.arms}
+    assert {arm: [names[arm][i] for i in idx] for arm, idx in tails.items()} == {
+        "a": ["train", "eval"], "b": ["train", "eval"], "c": ["own", "train", "eval"]}
+    # the sequential study above: prep shared by all three, train per arm
+    parent, tails = runner.plan(load_study(write(tmp_path), scale="tiny"))
+    assert parent == [("a", 0)] and tails == {"a": [1], "b": [1], "c": [1]}
