@@ -70,3 +70,47 @@ def test_two_arm_study_tiny_scale_killed_between_arms_resumes_and_reports(tmp_pa
     assert "| tools -> tools-dt | AST Summary | 16 |" in md and "McNemar exact" in md
     assert (out / "report" / "study.png").stat().st_size > 1000
     print("STUDY TABLE\n" + md)
+
+
+def test_two_arms_run_concurrently_in_their_own_drivers_after_shared_steps_once(tmp_path):
+    """max_concurrent_arms: 2. To keep it cheap on 2 cores, the arms share one tiny SFT on the
+    shipped samples (Table 2's data steps are covered by the test above) and differ in their
+    evaluations: the parent driver runs the training once, then each arm's eval runs in its own
+    `raypipe run --arm` driver on the parent's Ray cluster, and the two overlap in time."""
+    spec = yaml.safe_load((ROOT / "jobs" / "paper" / "table2.yaml").read_text())
+    s = spec["study"]
+    s["out"] = str(tmp_path / "out")
+    s["max_concurrent_arms"] = 2
+    s["steps"] = [x for x in s["steps"] if x["name"] in ("train", "eval")]
+    s["scales"]["tiny"]["overrides"] = {"train": s["scales"]["tiny"]["overrides"]["train"]}
+    train = next(x for x in s["steps"] if x["name"] == "train")
+    train["train_sft"].update(out="${out}/shared/sft", name="shared",
+                              data=[{"path": "raypipe/data/samples.jsonl", "kind": "samples"}])
+    evaluation = next(x for x in s["steps"] if x["name"] == "eval")
+    evaluation["eval_bfcl"]["generation"]["model"] = "${out}/shared/sft/merged"
+    s["arms"] = [{"name": "e1", "row": "one"}, {"name": "e2", "row": "two"}]
+    s["compare"] = [["e1", "e2"]]
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(spec, sort_keys=False))
+    out = tmp_path / "out"
+
+    run = raypipe("run", str(study), "--scale", "tiny")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    ran = [json.loads(x) for x in (out / ".study" / "runs.jsonl").read_text().splitlines()]
+    print("RUNS\n" + "\n".join(f"{r['arm']}/{r['step']} pid {r['pid']} {r['started']:.1f}-{r['finished']:.1f}" for r in ran))
+    # shared steps ran once, in the parent driver; each arm's eval in a driver of its own
+    assert sorted(r["step"] for r in ran) == ["eval", "eval", "train"]
+    parent = {r["pid"] for r in ran if r["step"] != "eval"}
+    evals = {r["arm"]: r for r in ran if r["step"] == "eval"}
+    assert set(evals) == {"e1", "e2"} and len(parent) == 1
+    assert len({evals["e1"]["pid"], evals["e2"]["pid"]} | parent) == 3
+    # the two arms' drivers overlapped: each eval started before the other finished
+    assert evals["e1"]["started"] < evals["e2"]["finished"] and evals["e2"]["started"] < evals["e1"]["finished"]
+    state = json.loads((out / "study.json").read_text())
+    assert {a: e["status"] for a, e in state["arms"].items()} == {"e1": "done", "e2": "done"}
+    for arm in ("e1", "e2"):
+        steps = {x["name"]: x for x in state["arms"][arm]["steps"]}
+        assert steps["eval"]["state"] == "ran" and not steps["eval"]["shared"] and steps["train"]["shared"]
+        assert "started in its own driver" in run.stdout and f"arm {arm}: done" in run.stdout
+        assert "joined the Ray cluster" in (out / ".study" / "logs" / f"{arm}.log").read_text()
+    assert (out / "e1" / "eval" / "REPORT.json").exists() and (out / "e2" / "eval" / "REPORT.json").exists()

@@ -258,3 +258,49 @@ def test_plan_runs_shared_steps_and_their_prerequisites_in_the_parent_and_tails_
     # the sequential study above: prep shared by all three, train per arm
     parent, tails = runner.plan(load_study(write(tmp_path), scale="tiny"))
     assert parent == [("a", 0)] and tails == {"a": [1], "b": [1], "c": [1]}
+
+
+def test_concurrent_arms_fan_out_to_arm_drivers_and_a_failed_driver_fails_only_its_arm(tmp_path, fake_steps,
+                                                                                       monkeypatch, capsys):
+    """The parent's side of max_concurrent_arms > 1, with the arm drivers run in process (the
+    real processes and Ray are in tests/integration/test_study_e2e.py)."""
+    import types
+
+    import ray
+
+    path = write(tmp_path, STUDY.replace("  name: demo\n", "  name: demo\n  max_concurrent_arms: 2\n"))
+    study = check(load_study(path, scale="tiny"))
+    launched, live = [], []
+
+    class FakeDriver:  # `raypipe run STUDY --arm NAME --address A --scale tiny`, run here
+        def __init__(self, cmd, stdout, stderr, env):
+            arm = cmd[cmd.index("--arm") + 1]
+            assert cmd[cmd.index("--address") + 1] == env["RAY_ADDRESS"] == "10.0.0.1:6379"
+            assert cmd[cmd.index("--scale") + 1] == "tiny"
+            live.append(arm)
+            launched.append((arm, len(live)))
+            self.pid, self.arm = 1000 + len(launched), arm
+            if arm == "b":  # killed before it recorded a result
+                self.returncode = 137
+            else:
+                child = runner.run_study(check(load_study(path, scale="tiny")), only_arm=arm)
+                self.returncode = 0 if child["arms"][arm]["status"] == "done" else 1
+
+        def poll(self):
+            live.remove(self.arm)
+            return self.returncode
+
+    monkeypatch.setattr(runner.subprocess, "Popen", FakeDriver)
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: types.SimpleNamespace(gcs_address="10.0.0.1:6379"))
+    state = runner.run_study(study)
+    assert [a for a, _ in launched] == ["a", "b", "c"] and max(n for _, n in launched) == 2  # at most 2 at once
+    arms = state["arms"]
+    assert arms["a"]["status"] == "done" and [s["state"] for s in arms["a"]["steps"]] == ["ran", "ran"]
+    assert arms["b"]["status"] == "failed" and "exited with code 137" in arms["b"]["error"]
+    assert arms["c"]["status"] == "failed" and "boom in train" in arms["c"]["error"]
+    assert json.loads((tmp_path / "out" / "study.json").read_text())["arms"]["c"]["status"] == "failed"
+    ran = [json.loads(x) for x in (tmp_path / "out" / ".study" / "runs.jsonl").read_text().splitlines()]
+    assert [(r["arm"], r["step"]) for r in ran] == [("a", "prep"), ("a", "train")]  # prep once, in the parent
+    outp = capsys.readouterr().out
+    assert "arm a: started in its own driver" in outp and "arm b: failed: the arm's driver exited with code 137" in outp
