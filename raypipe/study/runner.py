@@ -7,12 +7,15 @@ Under OUT (the study's `out`):
     .study/done/FP.json     one record per finished step (its fingerprint FP): a re-run skips it
     .study/runs.jsonl       one line per step actually run (the test of "shared steps ran once")
 
-Arms run one after another (`max_concurrent_arms: 1`). Why not concurrently: each arm's
-heavy steps (Ray Train, Ray Data inference) already spread over the cluster within the
-resources their configs declare, and the step functions were written for one job per driver
-(process-wide heartbeat, Ray Train controller, model caches); running two in one driver's
-threads is not something their tests cover, and on the 2-core machines here it would only
-slow both arms down.
+    .study/logs/ARM.log     an arm driver's output (max_concurrent_arms > 1)
+    .study/arms/ARM.json    an arm driver's result, merged into study.json
+
+`max_concurrent_arms: 1` (the default): arms run one after another in this driver. Greater:
+the steps shared by two or more arms (and their prerequisites, see `plan`) run here, then each
+arm's remaining steps run in a driver process of its own (`raypipe run STUDY --arm NAME`) on
+the same Ray cluster, at most max_concurrent_arms at once. One job per driver process, as the
+step functions assume (process-wide heartbeat, Ray Train controller, model caches); the
+cluster's resources, requested by each arm's own train/eval configs, bound what runs at once.
 """
 
 from __future__ import annotations
