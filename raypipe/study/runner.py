@@ -6,7 +6,6 @@ Under OUT (the study's `out`):
                             the paper's figures, where each arm's evaluations are
     .study/done/FP.json     one record per finished step (its fingerprint FP): a re-run skips it
     .study/runs.jsonl       one line per step actually run (the test of "shared steps ran once")
-
     .study/logs/ARM.log     an arm driver's output (max_concurrent_arms > 1)
     .study/arms/ARM.json    an arm driver's result, merged into study.json
 
@@ -178,6 +177,16 @@ def _run_concurrently(study: Study, state: dict, registry, out: Path, failed_ste
             queue.append(arm)
     _write_state(out, state)
     running: dict[str, tuple[Any, Any]] = {}
+    try:
+        _fan_out(study, state, out, queue, running, tails, logs, gcs)
+    except BaseException:  # Ctrl-C or a crash here: the arm drivers are not left running
+        for proc, _ in running.values():
+            proc.terminate()
+        raise
+
+
+def _fan_out(study: Study, state: dict, out: Path, queue: list, running: dict, tails: dict,
+             logs: Path, gcs: str) -> None:
     while queue or running:
         while queue and len(running) < study.max_concurrent_arms:
             arm = queue.pop(0)
