@@ -349,7 +349,7 @@ def run_all(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict:
     import ray
 
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-real-key")
-    scale = 0.25 if quick else 1.0
+    size = 0.25 if quick else 1.0  # not `scale`: that is the scenario function below
     started = time.monotonic()
     for attempt in range(3):  # a busy shared machine sometimes misses Ray's start-up deadline
         try:
@@ -362,20 +362,23 @@ def run_all(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict:
                 raise
     work = tempfile.mkdtemp(prefix="raypipe-bench-synth-")
     runs = {
-        "latency_bound": lambda: latency_bound(work, int(2000 * scale), latency=1.0, in_flight=128, actors=2),
-        "ray_http_processor": lambda: ray_http_processor_best(int(256 * max(scale, 0.5)), latency=0.5),
-        "client_cpu": lambda: client_cpu(work, int(4000 * scale), in_flight=128, actors=2),
-        "rate_limited": lambda: rate_limited(work, int(300 * scale), rpm=600),
-        "faults": lambda: faults(work, int(1000 * scale)),
-        "resume": lambda: resume(work, int(2000 * scale), latency=0.2),
-        "scale": lambda: scale(work, int(10_000 * scale), int(100_000 * scale)),
+        "latency_bound": lambda: latency_bound(work, int(2000 * size), latency=1.0, in_flight=128, actors=2),
+        "ray_http_processor": lambda: ray_http_processor_best(int(256 * max(size, 0.5)), latency=0.5),
+        "client_cpu": lambda: client_cpu(work, int(4000 * size), in_flight=128, actors=2),
+        "rate_limited": lambda: rate_limited(work, int(300 * size), rpm=600),
+        "faults": lambda: faults(work, int(1000 * size)),
+        "resume": lambda: resume(work, int(2000 * size), latency=0.2),
+        "scale": lambda: scale(work, int(10_000 * size), int(100_000 * size)),
     }
     results: dict[str, dict] = {}
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         for name in SCENARIOS:
             if name in only:
-                results[name] = runs[name]()
+                try:
+                    results[name] = runs[name]()
+                except Exception as exc:  # one broken scenario must not lose the others' figures
+                    results[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     finally:
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
@@ -384,7 +387,7 @@ def run_all(quick: bool = False, only: tuple[str, ...] = SCENARIOS) -> dict:
 
 def report(r: dict[str, dict], quick: bool, elapsed: float) -> dict:
     def get(name, key):
-        return r[name][key] if name in r else None
+        return r.get(name, {}).get(key)
 
     lat, ray_http = get("latency_bound", "req_s"), get("ray_http_processor", "req_s")
     sc = r.get("scale", {})

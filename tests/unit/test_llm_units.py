@@ -143,3 +143,34 @@ def test_cli_bench_rejects_unknown_scenario(capsys):
 
     assert main(["bench", "synth", "--only", "nope"]) == 2
     assert "unknown scenario(s) ['nope']" in capsys.readouterr().err
+
+
+def test_bench_runs_every_scenario_at_its_size_and_a_broken_one_keeps_the_others(monkeypatch):
+    """`raypipe bench synth` hands each scenario its size (a local `scale` variable once hid the
+    scale scenario: a 16-minute run died at the end and printed nothing), and a scenario that
+    fails is reported as an error beside the others' figures."""
+    import ray
+
+    from raypipe.llm import bench
+
+    calls = {}
+
+    def stub(name, result):
+        def run(*args, **kwargs):
+            calls[name] = args
+            if isinstance(result, Exception):
+                raise result
+            return result
+        return run
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: None)
+    monkeypatch.setattr(ray, "shutdown", lambda *a, **k: None)
+    monkeypatch.setattr(bench, "latency_bound", stub("latency_bound", RuntimeError("server died")))
+    monkeypatch.setattr(bench, "scale", stub("scale", {"req_s_ratio_large_vs_small": 1.0,
+                                                         "driver_rss_ratio_large_vs_small": 1.1,
+                                                         "noop_rerun_share_of_first_run": 0.01}))
+    out = bench.run_all(quick=True, only=("latency_bound", "scale"))
+    assert calls["scale"][1:] == (2500, 25000)
+    assert out["scale_req_s_ratio_100k_vs_10k"] == 1.0
+    assert out["scenarios"]["latency_bound"] == {"error": "RuntimeError: server died"}
+    assert out["latency_bound_ratio"] is None
