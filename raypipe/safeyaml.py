@@ -36,6 +36,16 @@ def _loader_class():
             super().__init__(stream)
             self.duplicate_problems: list[tuple[int, str]] = []
 
+        def construct_object(self, node, deep=False):
+            try:
+                return super().construct_object(node, deep=deep)
+            except (ValueError, AttributeError, OverflowError) as exc:
+                # a tagged scalar its constructor cannot read (`!!timestamp 2001-1\ufeff2-14`
+                # makes PyYAML fail with AttributeError): one line, like every YAML error
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"cannot read {node.tag.rsplit(':', 1)[-1]} value: {type(exc).__name__}",
+                    node.start_mark) from None
+
         def construct_yaml_int(self, node):
             try:
                 return super().construct_yaml_int(node)

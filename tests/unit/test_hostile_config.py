@@ -234,3 +234,15 @@ def test_the_write_time_check_is_one_function(tmp_path):
         check_output(str(tmp_path / "r.json"), "file", inputs=[str(tmp_path / "r.json")])
     check_output(str(tmp_path / "new" / "r.json"), "file")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_tagged_value_its_constructor_cannot_read_is_one_line():
+    """Found by the job fuzzer: `!!timestamp` over a value with a BOM inside made PyYAML raise
+    AttributeError (a traceback) instead of a YAML error."""
+    from raypipe.errors import RaypipeError
+    from raypipe.safeyaml import load
+
+    with pytest.raises(RaypipeError) as err:
+        load("out: !!timestamp 2001-1\ufeff2-14\n", "job.yaml")
+    assert str(err.value).startswith("job.yaml: not valid YAML: cannot read timestamp value")
+    assert "\n" not in str(err.value)
